@@ -1,0 +1,139 @@
+"""A small client for the local Airflow's REST API (v2), authenticated with a JWT from /auth/token."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ariel_airflow.errors import UserError
+
+FINISHED = {"success", "failed"}
+
+
+@dataclass
+class RunResult:
+    dag_id: str
+    run_id: str
+    state: str
+    failed_tasks: list[dict[str, Any]]
+
+
+class AirflowClient:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 10.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._username = username
+        self._password = password
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout)
+        self._token: str | None = None
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> AirflowClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- plumbing -------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        """``/api/v2/monitor/health`` (needs no login)."""
+        response = self._http.get("/api/v2/monitor/health")
+        response.raise_for_status()
+        return response.json()
+
+    def _login(self) -> str:
+        response = self._http.post(
+            "/auth/token", json={"username": self._username, "password": self._password}
+        )
+        if response.status_code >= 400:
+            raise UserError(
+                f"login to {self.base_url} as {self._username!r} failed ({response.status_code})",
+                fix="check that this is the stack of this team repository (`ariel local status`)",
+            )
+        return response.json()["access_token"]
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self._token is None:
+            self._token = self._login()
+        headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
+        return self._http.request(method, path, headers=headers, **kwargs)
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response.json()
+
+    # -- what the CLI needs ---------------------------------------------------------------------
+    def import_errors(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
+
+    def dag(self, dag_id: str) -> dict[str, Any] | None:
+        response = self.request("GET", f"/api/v2/dags/{dag_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def wait_for_dag(self, dag_id: str, timeout: float) -> dict[str, Any]:
+        """The DAG once the dag-processor has parsed it; a clear error if it never shows up."""
+        deadline = time.monotonic() + timeout
+        while (dag := self.dag(dag_id)) is None:
+            if time.monotonic() > deadline:
+                errors = [e for e in self.import_errors() if dag_id in (e.get("stack_trace") or "")]
+                hint = f"; import error in {errors[0]['filename']}" if errors else ""
+                raise UserError(
+                    f"DAG {dag_id!r} is not known to the local Airflow{hint}",
+                    fix="check the dag_id and `ariel local status` for import errors",
+                )
+            time.sleep(1)
+        return dag
+
+    def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
+        self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        run = self._json(
+            "POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}
+        )
+        return run["dag_run_id"]
+
+    def run_state(self, dag_id: str, run_id: str) -> str:
+        return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def wait_for_run(self, dag_id: str, run_id: str, timeout: float) -> RunResult:
+        deadline = time.monotonic() + timeout
+        while (state := self.run_state(dag_id, run_id)) not in FINISHED:
+            if time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        failed = []
+        if state != "success":
+            tis = self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+            failed = [
+                ti
+                for ti in tis["task_instances"]
+                if ti["state"] in {"failed", "upstream_failed"} or state not in FINISHED
+            ]
+        return RunResult(dag_id, run_id, state, failed)
+
+    def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
+        data = self._json(
+            "GET",
+            f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
+            params={"full_content": True, "map_index": map_index},
+            headers={"Accept": "application/json"},
+        )
+        content = data.get("content", "")
+        if isinstance(content, list):
+            return "\n".join(_log_line(item) for item in content)
+        return str(content)
+
+
+def _log_line(item: Any) -> str:
+    """Structured log entries come as dicts: timestamp, level, event."""
+    if isinstance(item, dict):
+        parts = [str(item.get(k, "")) for k in ("timestamp", "level", "event") if item.get(k)]
+        return " ".join(parts) or str(item)
+    return str(item)

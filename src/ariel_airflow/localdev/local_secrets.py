@@ -1,0 +1,56 @@
+"""Check the team's local secret files with the parser LocalFilesystemBackend itself uses."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ariel_airflow.errors import UserError
+
+EXAMPLES = {
+    "connections": "my_postgres: postgresql://user:password@localhost:5432/mydb",
+    "variables": "my_variable: some value",
+}
+
+
+def check_local_secrets(connections_file: Path, variables_file: Path) -> dict[str, int]:
+    """Parse both files as the secrets backend will; return how many entries each holds.
+
+    Raises UserError naming the file, the line and the fix when one is missing or malformed.
+    """
+    from airflow.exceptions import AirflowException, AirflowFileParseException
+    from airflow.secrets.local_filesystem import load_connections_dict, load_variables
+
+    counts = {}
+    for kind, path, load in (
+        ("connections", connections_file, load_connections_dict),
+        ("variables", variables_file, load_variables),
+    ):
+        if not path.is_file():
+            raise UserError(
+                f"local {kind} file is missing",
+                where=str(path),
+                fix=f"create it (it is git-ignored) with one entry per line, e.g. `{EXAMPLES[kind]}`",
+            )
+        try:
+            counts[kind] = len(load(str(path)))
+        except AirflowFileParseException as exc:
+            details = "; ".join(
+                f"line {e.line_no}: {_one_line(e.message)}" if e.line_no else _one_line(e.message)
+                for e in exc.parse_errors
+            )
+            raise UserError(
+                f"cannot parse the local {kind} file: {details}",
+                where=str(path),
+                fix=f"write a YAML mapping, e.g. `{EXAMPLES[kind]}`",
+            ) from None
+        except (AirflowException, TypeError, ValueError) as exc:
+            raise UserError(
+                f"invalid local {kind} file: {exc}",
+                where=str(path),
+                fix=f"write a YAML mapping, e.g. `{EXAMPLES[kind]}`",
+            ) from None
+    return counts
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())

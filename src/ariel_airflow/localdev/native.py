@@ -1,0 +1,352 @@
+"""The native engine: the stack's services as local processes (Postgres and PgBouncer binaries,
+Airflow from the kit's own virtual environment)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from ariel_airflow.errors import UserError
+from ariel_airflow.localdev import binaries
+from ariel_airflow.localdev.api import AirflowClient
+from ariel_airflow.localdev.local_secrets import check_local_secrets
+from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
+from ariel_airflow.localdev.progress import Progress
+from ariel_airflow.localdev.state import StackState, free_port, port_is_free
+from ariel_airflow.localdev.team_repo import TeamRepo
+from ariel_airflow.localdev.topology import (
+    ADMIN_PASSWORD,
+    ADMIN_USER,
+    DB_NAME,
+    DB_USER,
+    Health,
+    Layout,
+    Service,
+    services,
+)
+
+TIMEOUTS = {  # seconds until a service must be healthy
+    Health.POSTGRES: 60,
+    Health.PGBOUNCER: 30,
+    Health.EXITS_ZERO: 600,
+    Health.API: 240,
+    Health.HEARTBEAT: 240,
+}
+
+
+class NativeEngine:
+    name = "native"
+
+    def __init__(self, repo: TeamRepo) -> None:
+        self.repo = repo
+        self.state_dir = repo.state_dir
+        self.state_file = self.state_dir / "stack.json"
+        self.table = ProcessTable(self.state_dir / "run", self.state_dir / "logs")
+
+    # -- model ----------------------------------------------------------------------------------
+    def layout(self) -> Layout:
+        return Layout(
+            dags=self.repo.dags,
+            connections_file=self.repo.connections_file,
+            variables_file=self.repo.variables_file,
+            airflow_home=self.state_dir / "airflow",
+            pgdata=self.state_dir / "pgdata",
+            pgbouncer_dir=self.state_dir / "pgbouncer",
+        )
+
+    def state(self) -> StackState | None:
+        return StackState.load(self.state_file)
+
+    def services(self, state: StackState) -> list[Service]:
+        return services(self.repo.team, state, self.layout())
+
+    def client(self, state: StackState | None = None) -> AirflowClient:
+        state = state or self._require_state()
+        return AirflowClient(f"http://127.0.0.1:{state.ui_port}", ADMIN_USER, ADMIN_PASSWORD)
+
+    # -- up -------------------------------------------------------------------------------------
+    def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
+        if running := self.table.running():
+            raise UserError(
+                "the local stack of this repository is already running "
+                f"({', '.join(t.name for t in running)})",
+                where=str(self.repo.root),
+                fix="see `ariel local status`, or stop it with `ariel local down`",
+            )
+        with progress.step("checking the local secret files", "local secret files parse"):
+            counts = check_local_secrets(self.repo.connections_file, self.repo.variables_file)
+        progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
+        state = self._prepare_state(ui_port, parallelism)
+        programs = {
+            "postgres": binaries.postgres_bin_dir() / "postgres",
+            "pgbouncer": binaries.pgbouncer_path(),
+            "airflow": binaries.airflow_path(),
+        }
+        user = binaries.unprivileged_user()
+        if user:
+            binaries.check_reachable(self.layout().pgdata, user)
+        self._make_state_dir()
+        plan = self.services(state)
+        try:
+            self._write_files(plan, user)
+            self._init_database(programs["postgres"].parent, state, user, progress)
+            by_name = {s.name: s for s in plan}
+            for name in ("postgres", "pgbouncer", "migrate"):
+                with progress.step(f"starting {name}", f"{name} {_healthy_word(by_name[name])}"):
+                    tracked = self._start(by_name[name], programs, user)
+                    self._wait(by_name[name], tracked, state)
+                    if name == "postgres":
+                        _ensure_database(state)
+            airflow_services = [s for s in plan if s.health in (Health.API, Health.HEARTBEAT)]
+            progress.info("starting " + ", ".join(s.name for s in airflow_services))
+            started = {s.name: self._start(s, programs, user) for s in airflow_services}
+            for svc in airflow_services:
+                t0 = time.monotonic()
+                self._wait(svc, started[svc.name], state)
+                progress.done(f"{svc.name} healthy", time.monotonic() - t0)
+        except BaseException:
+            progress.failed("start-up failed; stopping what was started")
+            self.down(purge=False)
+            raise
+        return state
+
+    def _prepare_state(self, ui_port: int, parallelism: int) -> StackState:
+        previous = self.state() or StackState()
+        if not port_is_free(ui_port):
+            raise UserError(
+                f"port {ui_port} is already in use on 127.0.0.1",
+                fix=f"stop what uses it or pick another port: `ariel local up --port {ui_port + 1}`",
+            )
+        postgres_port = free_port(previous.postgres_port, avoid={ui_port})
+        state = previous.model_copy(
+            update={
+                "engine": self.name,
+                "ui_port": ui_port,
+                "parallelism": parallelism,
+                "postgres_port": postgres_port,
+                "pgbouncer_port": free_port(previous.pgbouncer_port, avoid={ui_port, postgres_port}),
+            }
+        ).with_new_keys()
+        state.save(self.state_file)
+        return state
+
+    def _make_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# created by ariel: local stack state, never committed\n*\n")
+
+    def _write_files(self, plan: list[Service], user: str | None) -> None:
+        for svc in plan:
+            for name, content in svc.files.items():
+                path = Path(name)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content)
+                path.chmod(0o600)
+                if user and svc.needs_unprivileged_user:
+                    shutil.chown(path.parent, user)
+                    shutil.chown(path, user)
+
+    def _init_database(self, bin_dir: Path, state: StackState, user: str | None, progress: Progress) -> None:
+        pgdata = Path(self.layout().pgdata)
+        if (pgdata / "PG_VERSION").exists():
+            return
+        with progress.step("creating the metadata database cluster (initdb)", "database cluster created"):
+            pgdata.mkdir(mode=0o700, parents=True, exist_ok=True)
+            pwfile = self.state_dir / "run" / "initdb.pw"
+            pwfile.parent.mkdir(parents=True, exist_ok=True)
+            pwfile.write_text(state.db_password + "\n")
+            pwfile.chmod(0o600)
+            if user:
+                shutil.chown(pgdata, user)
+                shutil.chown(pwfile, user)
+            try:
+                result = subprocess.run(
+                    [
+                        str(bin_dir / "initdb"), "-D", str(pgdata), "-U", DB_USER, f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
+                    ],
+                    cwd=self.state_dir,
+                    capture_output=True,
+                    text=True,
+                    **as_user(user),
+                )
+            finally:
+                pwfile.unlink(missing_ok=True)
+            if result.returncode != 0:
+                shutil.rmtree(pgdata, ignore_errors=True)
+                raise UserError(f"initdb failed:\n{result.stdout}{result.stderr}", where=str(pgdata))
+
+    def _start(self, svc: Service, programs: dict[str, Path], user: str | None) -> Tracked:
+        argv = [str(programs[svc.argv[0]]), *svc.argv[1:]]
+        env = {**os.environ, **svc.env}
+        return self.table.start(
+            svc.name, argv, env=env, cwd=self.state_dir, user=user if svc.needs_unprivileged_user else None
+        )
+
+    def _wait(self, svc: Service, tracked: Tracked, state: StackState) -> None:
+        probe = self._probe(svc, state)
+        deadline = time.monotonic() + TIMEOUTS[svc.health]
+        while True:
+            if svc.health is Health.EXITS_ZERO:
+                code = tracked.exit_code()
+                if code == 0:
+                    self.table.pid_file(svc.name).unlink(missing_ok=True)
+                    return
+                if code is not None:
+                    self._fail(svc, f"exited with code {code}")
+            elif probe():
+                return
+            elif not tracked.alive():
+                self._fail(svc, "exited during start-up")
+            if time.monotonic() > deadline:
+                self._fail(svc, f"not healthy after {TIMEOUTS[svc.health]}s")
+            time.sleep(0.5)
+
+    def _fail(self, svc: Service, why: str) -> None:
+        log = self.table.log_file(svc.name)
+        raise UserError(
+            f"{svc.name} {why}. Last lines of {log}:\n{tail(log, 25)}",
+            fix=f"read the whole log with `ariel local logs {svc.name}`",
+        )
+
+    def _probe(self, svc: Service, state: StackState) -> Callable[[], bool]:
+        """A cheap, quiet health check for one service."""
+        if svc.health is Health.POSTGRES:
+            return lambda: _sql_ok(state.postgres_port, "postgres", state)
+        if svc.health is Health.PGBOUNCER:
+            return lambda: _sql_ok(state.pgbouncer_port, DB_NAME, state)
+        if svc.health is Health.API:
+            return lambda: self.health_report(state) is not None
+        if svc.health is Health.HEARTBEAT:
+            return lambda: _component_status(self.health_report(state), svc.heartbeat_key) == "healthy"
+        return lambda: False
+
+    def health_report(self, state: StackState) -> dict[str, Any] | None:
+        try:
+            with self.client(state) as client:
+                return client.health()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    # -- watch, down, status, logs --------------------------------------------------------------
+    def watch(self, state: StackState, poll: float = 2.0) -> str:
+        """Block while every long-running service lives; return the name of the first one to die."""
+        names = [s.name for s in self.services(state) if s.health is not Health.EXITS_ZERO]
+        while True:
+            for name in names:
+                tracked = self.table.get(name)
+                if tracked is None or not tracked.alive():
+                    return name
+            time.sleep(poll)
+
+    def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
+        """Stop every service (reverse start order); ``purge`` also deletes the database and state."""
+        state = self.state()
+        order = [s for s in reversed(self.services(state))] if state else []
+        signals = {s.name: s.stop_signal for s in order}
+        names = [s.name for s in order] + [t.name for t in self.table.running() if t.name not in signals]
+        stopped = []
+        for name in names:
+            if self.table.stop(name, sig=signals.get(name, signal.SIGTERM)):
+                stopped.append(name)
+                if progress:
+                    progress.info(f"stopped {name}")
+        if purge and self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        return stopped
+
+    def status(self) -> dict[str, Any]:
+        state = self._require_state()
+        report = self.health_report(state)
+        rows = []
+        for svc in self.services(state):
+            if svc.health is Health.EXITS_ZERO:
+                continue
+            tracked = self.table.get(svc.name)
+            running = tracked is not None and tracked.alive()
+            healthy = running and self._probe(svc, state)()
+            rows.append(
+                {
+                    "service": svc.name,
+                    "running": running,
+                    "pid": tracked.pid if running and tracked else None,
+                    "port": svc.port,
+                    "health": "healthy" if healthy else ("unhealthy" if running else "stopped"),
+                }
+            )
+        import_errors = None
+        if report is not None:
+            with self.client(state) as client:
+                import_errors = [
+                    {"file": e["filename"], "error": e["stack_trace"]} for e in client.import_errors()
+                ]
+        return {
+            "engine": self.name,
+            "team": self.repo.team,
+            "url": f"http://127.0.0.1:{state.ui_port}",
+            "services": rows,
+            "import_errors": import_errors,
+        }
+
+    def log_files(self) -> dict[str, Path]:
+        state = self.state()
+        names = [s.name for s in self.services(state)] if state else []
+        return {n: self.table.log_file(n) for n in names if self.table.log_file(n).exists()}
+
+    def _require_state(self) -> StackState:
+        state = self.state()
+        if state is None:
+            raise UserError(
+                "no local stack has been started for this repository",
+                where=str(self.repo.root),
+                fix="start one with `ariel local up`",
+            )
+        return state
+
+
+def _healthy_word(svc: Service) -> str:
+    return "done" if svc.health is Health.EXITS_ZERO else "healthy"
+
+
+def _connect(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        dbname=dbname,
+        user=DB_USER,
+        password=state.db_password,
+        connect_timeout=3,
+        prepare_threshold=None,  # PgBouncer in transaction mode
+        **kwargs,
+    )
+
+
+def _sql_ok(port: int, dbname: str, state: StackState) -> bool:
+    try:
+        with _connect(port, dbname, state) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
+
+
+def _ensure_database(state: StackState) -> None:
+    with _connect(state.postgres_port, "postgres", state, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def _component_status(report: dict[str, Any] | None, key: str | None) -> str | None:
+    if not report or not key:
+        return None
+    return (report.get(key) or {}).get("status")

@@ -1,0 +1,156 @@
+"""Background processes tracked by pid files, stopped by pid (never by name).
+
+A pid file holds the pid and the process start time, so a recycled pid is never mistaken
+for one of ours.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+@dataclass(frozen=True)
+class Tracked:
+    name: str
+    pid: int
+    started: float
+    popen: subprocess.Popen | None = field(default=None, compare=False)  # only in the starter
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
+    def process(self) -> psutil.Process | None:
+        """The live process, or None when it has exited (or the pid was reused)."""
+        try:
+            proc = psutil.Process(self.pid)
+            if abs(proc.create_time() - self.started) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return proc
+        except psutil.NoSuchProcess:
+            return None
+
+    def alive(self) -> bool:
+        return self.process() is not None
+
+
+class ProcessTable:
+    """The pid files of one stack, in ``run_dir``."""
+
+    def __init__(self, run_dir: Path, log_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.log_dir = log_dir
+
+    def pid_file(self, name: str) -> Path:
+        return self.run_dir / f"{name}.pid"
+
+    def log_file(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: Path,
+        user: str | None = None,
+    ) -> Tracked:
+        """Start ``argv`` in its own session, output appended to the service's log file."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_file(name), "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {name}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                argv,
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: Ctrl-C goes to us, we stop it by pid
+                **as_user(user),
+            )
+        tracked = Tracked(name, popen.pid, psutil.Process(popen.pid).create_time(), popen)
+        self.pid_file(name).write_text(json.dumps({"pid": tracked.pid, "started": tracked.started}))
+        return tracked
+
+    def get(self, name: str) -> Tracked | None:
+        try:
+            data = json.loads(self.pid_file(name).read_text())
+            return Tracked(name, int(data["pid"]), float(data["started"]))
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def running(self) -> list[Tracked]:
+        if not self.run_dir.exists():
+            return []
+        found = (self.get(p.stem) for p in sorted(self.run_dir.glob("*.pid")))
+        return [t for t in found if t is not None and t.alive()]
+
+    def stop(self, name: str, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
+        """Signal the service's process group, wait, then kill what is left. True if it was running."""
+        tracked = self.get(name)
+        was_running = False
+        if tracked is not None and (proc := tracked.process()) is not None:
+            was_running = True
+            group = [proc, *proc.children(recursive=True)]
+            try:
+                os.killpg(tracked.pid, sig)
+            except ProcessLookupError:
+                pass
+            _, alive = psutil.wait_procs(group, timeout=timeout)
+            for leftover in alive:
+                try:
+                    leftover.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            psutil.wait_procs(alive, timeout=5)
+        self.pid_file(name).unlink(missing_ok=True)
+        return was_running
+
+
+def as_user(user: str | None) -> dict[str, Any]:
+    """subprocess arguments that run the child as ``user`` (only root can), with no extra groups."""
+    if not user:
+        return {}
+    return {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []}
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` lines of a text file ('' when it does not exist)."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 64 * 1024))
+            data = fh.read().decode(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(data.splitlines()[-lines:])
+
+
+def pss_bytes(procs: list[psutil.Process]) -> int:
+    """Total proportional set size of the processes and all their children."""
+    seen: dict[int, psutil.Process] = {}
+    for proc in procs:
+        for p in [proc, *proc.children(recursive=True)]:
+            seen[p.pid] = p
+    total = 0
+    for p in seen.values():
+        try:
+            total += p.memory_full_info().pss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            pass
+    return total
+

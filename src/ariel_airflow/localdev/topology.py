@@ -1,0 +1,180 @@
+"""The local stack's topology, written once: services, order, commands, environment, health.
+
+The native engine runs these services as processes; the Docker engine (later) renders the same
+model into a compose file. Paths and host names come from a ``Layout`` so that one model serves
+both: on the host everything is ``127.0.0.1`` and real paths, in containers service names and mounts.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import PurePath
+
+from ariel_airflow.localdev.state import StackState
+
+DB_NAME = "airflow"
+DB_USER = "airflow"
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "admin"
+LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
+SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+
+
+class Health(str, Enum):
+    POSTGRES = "postgres"  # accepts a login on its port
+    PGBOUNCER = "pgbouncer"  # forwards a query to Postgres
+    EXITS_ZERO = "exits-zero"  # a one-shot job that must succeed
+    API = "api"  # /api/v2/monitor/health answers
+    HEARTBEAT = "heartbeat"  # the api-server reports the component's heartbeat as healthy
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things are, as the services see them."""
+
+    dags: PurePath
+    connections_file: PurePath
+    variables_file: PurePath
+    airflow_home: PurePath
+    pgdata: PurePath
+    pgbouncer_dir: PurePath
+    postgres_host: str = "127.0.0.1"
+    pgbouncer_host: str = "127.0.0.1"
+    api_host: str = "127.0.0.1"
+    bind_host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    argv: list[str]  # argv[0] is a program name the engine resolves (postgres, pgbouncer, airflow)
+    health: Health
+    env: dict[str, str] = field(default_factory=dict)
+    port: int | None = None
+    files: dict[str, str] = field(default_factory=dict)  # config files, by path, to write first
+    stop_signal: int = signal.SIGTERM
+    needs_unprivileged_user: bool = False  # Postgres and PgBouncer refuse to run as root
+    heartbeat_key: str | None = None  # key of /api/v2/monitor/health for Health.HEARTBEAT
+
+
+def database_url(host: str, port: int, state: StackState, app: str) -> str:
+    """SQLAlchemy URL; ``application_name`` lets PgBouncer's SHOW CLIENTS name each component."""
+    return (
+        f"postgresql+psycopg2://{DB_USER}:{state.db_password}@{host}:{port}/{DB_NAME}"
+        f"?application_name=ariel-{app}"
+    )
+
+
+def airflow_env(team: str, state: StackState, layout: Layout, app: str, *, direct: bool = False) -> dict[str, str]:
+    """Environment shared by every Airflow component (``direct`` bypasses PgBouncer, for migrations)."""
+    secrets_kwargs = json.dumps(
+        {
+            "connections_file_path": str(layout.connections_file),
+            "variables_file_path": str(layout.variables_file),
+        }
+    )
+    bundles = json.dumps(
+        [{"name": team, "classpath": LOCAL_BUNDLE_CLASS, "kwargs": {"path": str(layout.dags)}}]
+    )
+    db_host, db_port = (
+        (layout.postgres_host, state.postgres_port) if direct else (layout.pgbouncer_host, state.pgbouncer_port)
+    )
+    api_url = f"http://{layout.api_host}:{state.ui_port}"
+    return {
+        "AIRFLOW_HOME": str(layout.airflow_home),
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(state.parallelism),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__FERNET_KEY": state.fernet_key,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",  # user:role
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(layout.airflow_home / "passwords.json"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url(db_host, db_port, state, app),
+        # Every component signs and checks task tokens with the same key, or tasks stay queued.
+        "AIRFLOW__API_AUTH__JWT_SECRET": state.jwt_secret,
+        "AIRFLOW__API__SECRET_KEY": state.api_secret_key,
+        "AIRFLOW__API__BASE_URL": api_url,
+        "AIRFLOW__API__HOST": layout.bind_host,
+        "AIRFLOW__API__PORT": str(state.ui_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
+        # Pick up edited and new DAG files quickly: this is a developer's loop, not a cluster.
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        # Server components and task processes (workers) each read their own setting.
+        "AIRFLOW__SECRETS__BACKEND": SECRETS_BACKEND_CLASS,
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": secrets_kwargs,
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": SECRETS_BACKEND_CLASS,
+        "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": secrets_kwargs,
+        "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(layout.airflow_home / "logs"),
+    }
+
+
+def pgbouncer_ini(state: StackState, layout: Layout) -> str:
+    return f"""\
+[databases]
+{DB_NAME} = host={layout.postgres_host} port={state.postgres_port} dbname={DB_NAME}
+
+[pgbouncer]
+listen_addr = {layout.bind_host}
+listen_port = {state.pgbouncer_port}
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = {layout.pgbouncer_dir / "userlist.txt"}
+admin_users = {DB_USER}
+pool_mode = transaction
+max_client_conn = 200
+default_pool_size = 10
+ignore_startup_parameters = extra_float_digits
+"""
+
+
+def services(team: str, state: StackState, layout: Layout) -> list[Service]:
+    """All services in start order (stop in reverse)."""
+
+    def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
+        env = airflow_env(team, state, layout, name, direct=health is Health.EXITS_ZERO)
+        return Service(name, ["airflow", *argv], health, env=env, heartbeat_key=key, **kw)
+
+    return [
+        Service(
+            "postgres",
+            [
+                "postgres", "-D", str(layout.pgdata), "-p", str(state.postgres_port),
+                "-c", f"listen_addresses={layout.bind_host}",
+                "-c", "unix_socket_directories=",
+                "-c", "max_connections=100",
+                "-c", "shared_buffers=32MB",
+            ],
+            Health.POSTGRES,
+            port=state.postgres_port,
+            stop_signal=signal.SIGINT,  # fast shutdown; SIGTERM would wait for every client
+            needs_unprivileged_user=True,
+        ),
+        Service(
+            "pgbouncer",
+            ["pgbouncer", str(layout.pgbouncer_dir / "pgbouncer.ini")],
+            Health.PGBOUNCER,
+            port=state.pgbouncer_port,
+            files={
+                str(layout.pgbouncer_dir / "pgbouncer.ini"): pgbouncer_ini(state, layout),
+                str(layout.pgbouncer_dir / "userlist.txt"): f'"{DB_USER}" "{state.db_password}"\n',
+            },
+            needs_unprivileged_user=True,
+        ),
+        airflow("migrate", ["db", "migrate"], Health.EXITS_ZERO),
+        airflow(
+            "api-server",
+            ["api-server"],
+            Health.API,
+            port=state.ui_port,
+            files={str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD})},
+        ),
+        airflow("scheduler", ["scheduler", "--skip-serve-logs"], Health.HEARTBEAT, "scheduler"),
+        airflow("dag-processor", ["dag-processor"], Health.HEARTBEAT, "dag_processor"),
+        airflow("triggerer", ["triggerer", "--skip-serve-logs"], Health.HEARTBEAT, "triggerer"),
+    ]
