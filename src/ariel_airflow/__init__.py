@@ -1,2 +1,3 @@
 """ARIEL Airflow kit."""
+
 __version__ = "0.1.0"

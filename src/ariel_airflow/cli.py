@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -16,7 +17,7 @@ from rich.text import Text
 from ariel_airflow import __version__
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import logs as service_logs
-from ariel_airflow.localdev.engines import EngineName, engine_for_up, engine_of
+from ariel_airflow.localdev.engines import engine_for_up, engine_of
 from ariel_airflow.localdev.progress import Progress, err_console
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.team_repo import TeamRepo
@@ -28,12 +29,15 @@ app.add_typer(local, name="local")
 out = Console(highlight=False)
 
 TeamRepoOption = Annotated[
-    Path, typer.Option("--team-repo", help="Root of the team DAG repository.", show_default="current dir")
+    Path,
+    typer.Option("--team-repo", help="Root of the team DAG repository.", show_default="current dir"),
 ]
 
 
 @app.callback()
-def _main(version: Annotated[bool, typer.Option("--version", help="Print the kit version.")] = False) -> None:
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="Print the kit version.")] = False,
+) -> None:
     if version:
         out.print(__version__)
         raise typer.Exit()
@@ -118,15 +122,14 @@ def local_logs(
     if service is not None:
         if service not in files:
             raise UserError(
-                f"no log for service {service!r}", fix=f"pick one of: {', '.join(files) or '(none yet)'}"
+                f"no log for service {service!r}",
+                fix=f"pick one of: {', '.join(files) or '(none yet)'}",
             )
         files = {service: files[service]}
     service_logs.show(files, lines, out.out)
     if follow:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             service_logs.follow(files, out.out)
-        except KeyboardInterrupt:
-            pass
 
 
 @local.command("trigger")
@@ -135,15 +138,21 @@ def local_trigger(
     team_repo: TeamRepoOption = Path("."),
     conf: Annotated[str, typer.Option(help="Run configuration as a JSON object.")] = "{}",
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish; exit 1 if it fails.")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds to wait (for the DAG to appear and to finish).")] = 600,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait (for the DAG to appear and to finish).")
+    ] = 600,
 ) -> None:
     """Trigger a DAG run through the REST API (unpausing the DAG)."""
     try:
         run_conf = json.loads(conf)
     except json.JSONDecodeError as exc:
-        raise UserError(f"not valid JSON: {exc}", where="--conf", fix="""pass an object, e.g. '{"key": 1}'""")
+        run_conf = exc
     if not isinstance(run_conf, dict):
-        raise UserError("must be a JSON object", where="--conf", fix="""pass an object, e.g. '{"key": 1}'""")
+        raise UserError(
+            f"must be a JSON object, got {conf!r}",
+            where="--conf",
+            fix="""pass an object, e.g. '{"key": 1}'""",
+        )
     with engine_of(TeamRepo.load(team_repo)).client() as client:
         client.wait_for_dag(dag_id, timeout)
         run_id = client.trigger(dag_id, run_conf)
@@ -159,7 +168,9 @@ def local_trigger(
         for ti in result.failed_tasks:
             err_console.print(f"\n[bold]task {ti['task_id']}[/] ({ti['state']}), last log lines:")
             if ti.get("try_number"):
-                log = client.task_log(dag_id, run_id, ti["task_id"], ti["try_number"], ti.get("map_index", -1))
+                log = client.task_log(
+                    dag_id, run_id, ti["task_id"], ti["try_number"], ti.get("map_index", -1)
+                )
                 err_console.print("\n".join(log.splitlines()[-30:]), markup=False)
         raise typer.Exit(1)
 

@@ -94,9 +94,7 @@ class AirflowClient:
 
     def trigger(self, dag_id: str, conf: dict[str, Any]) -> str:
         self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
-        run = self._json(
-            "POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf}
-        )
+        run = self._json("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
     def run_state(self, dag_id: str, run_id: str) -> str:
@@ -132,8 +130,12 @@ class AirflowClient:
 
 
 def _log_line(item: Any) -> str:
-    """Structured log entries come as dicts: timestamp, level, event."""
-    if isinstance(item, dict):
-        parts = [str(item.get(k, "")) for k in ("timestamp", "level", "event") if item.get(k)]
-        return " ".join(parts) or str(item)
-    return str(item)
+    """Task logs come as structured entries: timestamp, level, event, and any exception."""
+    if not isinstance(item, dict):
+        return str(item)
+    text = " ".join(str(item[k]) for k in ("timestamp", "level", "event") if item.get(k)) or str(item)
+    for stack in item.get("error_detail") or []:  # structlog's dict tracebacks
+        for frame in stack.get("frames", [])[-5:]:
+            text += f"\n  File {frame.get('filename')}, line {frame.get('lineno')}, in {frame.get('name')}"
+        text += f"\n{stack.get('exc_type')}: {stack.get('exc_value')}"
+    return text

@@ -42,7 +42,8 @@ def postgres_bin_dir() -> Path:
 
 def pgbouncer_path() -> Path:
     found = shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.access(p, os.X_OK)), None
+        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.access(p, os.X_OK)),
+        None,
     )
     if found:
         return Path(found)
@@ -77,7 +78,8 @@ def unprivileged_user() -> str | None:
             continue
     raise UserError(
         "running as root, and neither a 'postgres' nor a 'nobody' user exists to run Postgres",
-        fix="run as a normal user, create a 'postgres' user (`useradd --system postgres`) or use --engine docker",
+        fix="run as a normal user, create a 'postgres' user (`useradd --system postgres`) "
+        "or use --engine docker",
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from ariel_airflow.errors import UserError
@@ -32,7 +35,8 @@ def check_local_secrets(connections_file: Path, variables_file: Path) -> dict[st
                 fix=f"create it (it is git-ignored) with one entry per line, e.g. `{EXAMPLES[kind]}`",
             )
         try:
-            counts[kind] = len(load(str(path)))
+            with _airflow_warnings_off():
+                counts[kind] = len(load(str(path)))
         except AirflowFileParseException as exc:
             details = "; ".join(
                 f"line {e.line_no}: {_one_line(e.message)}" if e.line_no else _one_line(e.message)
@@ -50,6 +54,16 @@ def check_local_secrets(connections_file: Path, variables_file: Path) -> dict[st
                 fix=f"write a YAML mapping, e.g. `{EXAMPLES[kind]}`",
             ) from None
     return counts
+
+
+@contextlib.contextmanager
+def _airflow_warnings_off() -> Iterator[None]:
+    """Parsing warns that no fernet key is set: true here, and noise to the user."""
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(logging.NOTSET)
 
 
 def _one_line(text: str) -> str:

@@ -82,6 +82,8 @@ class NativeEngine:
                 where=str(self.repo.root),
                 fix="see `ariel local status`, or stop it with `ariel local down`",
             )
+        # The check imports Airflow here: keep its files in the stack, not in ~/airflow.
+        os.environ["AIRFLOW_HOME"] = str(self.layout().airflow_home)
         with progress.step("checking the local secret files", "local secret files parse"):
             counts = check_local_secrets(self.repo.connections_file, self.repo.variables_file)
         progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
@@ -172,8 +174,16 @@ class NativeEngine:
             try:
                 result = subprocess.run(
                     [
-                        str(bin_dir / "initdb"), "-D", str(pgdata), "-U", DB_USER, f"--pwfile={pwfile}",
-                        "--auth=scram-sha-256", "--encoding=UTF8", "--no-locale", "--no-instructions",
+                        str(bin_dir / "initdb"),
+                        "-D",
+                        str(pgdata),
+                        "-U",
+                        DB_USER,
+                        f"--pwfile={pwfile}",
+                        "--auth=scram-sha-256",
+                        "--encoding=UTF8",
+                        "--no-locale",
+                        "--no-instructions",
                     ],
                     cwd=self.state_dir,
                     capture_output=True,
@@ -190,7 +200,11 @@ class NativeEngine:
         argv = [str(programs[svc.argv[0]]), *svc.argv[1:]]
         env = {**os.environ, **svc.env}
         return self.table.start(
-            svc.name, argv, env=env, cwd=self.state_dir, user=user if svc.needs_unprivileged_user else None
+            svc.name,
+            argv,
+            env=env,
+            cwd=self.state_dir,
+            user=user if svc.needs_unprivileged_user else None,
         )
 
     def _wait(self, svc: Service, tracked: Tracked, state: StackState) -> None:
@@ -250,17 +264,23 @@ class NativeEngine:
             time.sleep(poll)
 
     def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
-        """Stop every service (reverse start order); ``purge`` also deletes the database and state."""
+        """Stop every service, Airflow first, Postgres last; ``purge`` also deletes database and state."""
         state = self.state()
-        order = [s for s in reversed(self.services(state))] if state else []
-        signals = {s.name: s.stop_signal for s in order}
-        names = [s.name for s in order] + [t.name for t in self.table.running() if t.name not in signals]
+        plan = self.services(state) if state else []
+        known = {s.name for s in plan}
+        waves = [
+            {s.name: s.stop_signal for s in plan if not s.needs_unprivileged_user},
+            {s.name: s.stop_signal for s in plan if s.name == "pgbouncer"},
+            {s.name: s.stop_signal for s in plan if s.name == "postgres"},
+            {t.name: signal.SIGTERM for t in self.table.running() if t.name not in known},
+        ]
         stopped = []
-        for name in names:
-            if self.table.stop(name, sig=signals.get(name, signal.SIGTERM)):
-                stopped.append(name)
+        for wave in waves:
+            t0 = time.monotonic()
+            if names := self.table.stop(wave):
+                stopped += names
                 if progress:
-                    progress.info(f"stopped {name}")
+                    progress.done(f"stopped {', '.join(names)}", time.monotonic() - t0)
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         return stopped

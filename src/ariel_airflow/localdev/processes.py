@@ -6,6 +6,7 @@ for one of ours.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -33,7 +34,7 @@ class Tracked:
         """The live process, or None when it has exited (or the pid was reused)."""
         try:
             proc = psutil.Process(self.pid)
-            if abs(proc.create_time() - self.started) > 1.0 or proc.status() == psutil.STATUS_ZOMBIE:
+            if abs(proc.create_time() - self.started) > 1.0 or not _running(proc):
                 return None
             return proc
         except psutil.NoSuchProcess:
@@ -98,26 +99,47 @@ class ProcessTable:
         found = (self.get(p.stem) for p in sorted(self.run_dir.glob("*.pid")))
         return [t for t in found if t is not None and t.alive()]
 
-    def stop(self, name: str, *, sig: int = signal.SIGTERM, timeout: float = 30.0) -> bool:
-        """Signal the service's process group, wait, then kill what is left. True if it was running."""
-        tracked = self.get(name)
-        was_running = False
-        if tracked is not None and (proc := tracked.process()) is not None:
-            was_running = True
-            group = [proc, *proc.children(recursive=True)]
-            try:
-                os.killpg(tracked.pid, sig)
-            except ProcessLookupError:
-                pass
-            _, alive = psutil.wait_procs(group, timeout=timeout)
-            for leftover in alive:
-                try:
-                    leftover.kill()
-                except psutil.NoSuchProcess:
-                    pass
-            psutil.wait_procs(alive, timeout=5)
-        self.pid_file(name).unlink(missing_ok=True)
-        return was_running
+    def stop(self, signals: dict[str, int], *, timeout: float = 30.0) -> list[str]:
+        """Signal each named service's process group at once, wait, then kill what is left.
+
+        Returns the names that were running.
+        """
+        stopped, group, leaders = [], [], []
+        for name, sig in signals.items():
+            tracked = self.get(name)
+            if tracked is not None and (proc := tracked.process()) is not None:
+                stopped.append(name)
+                leaders.append(tracked.pid)
+                group += [proc, *proc.children(recursive=True)]
+                # Only the leader: Airflow components shut their own children down in order,
+                # which is much faster than every child handling the signal at once.
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(tracked.pid, sig)
+        if leftovers := _wait_gone(group, timeout):
+            for pgid in leaders:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+            _wait_gone(leftovers, 5)
+        for name in signals:
+            self.pid_file(name).unlink(missing_ok=True)
+        return stopped
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until every process has exited; a zombie counts as gone (its parent may be slow to reap)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = [p for p in procs if _running(p)]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def as_user(user: str | None) -> dict[str, Any]:
@@ -148,9 +170,6 @@ def pss_bytes(procs: list[psutil.Process]) -> int:
             seen[p.pid] = p
     total = 0
     for p in seen.values():
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             total += p.memory_full_info().pss
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            pass
     return total
-

@@ -38,11 +38,9 @@ class TeamRepo:
 
     @classmethod
     def load(cls, root: Path) -> TeamRepo:
-        root = root.expanduser().resolve()
+        root = Path(root).expanduser().resolve()
         if not root.is_dir():
-            raise UserError(
-                "team repository not found", where=str(root), fix="pass --team-repo PATH"
-            )
+            raise UserError("team repository not found", where=str(root), fix="pass --team-repo PATH")
         if not (root / "dags").is_dir():
             raise UserError(
                 "no dags/ folder: this does not look like a team DAG repository",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import signal
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import PurePath
 
 from ariel_airflow.localdev.state import StackState
@@ -23,7 +23,7 @@ LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
 SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
 
 
-class Health(str, Enum):
+class Health(StrEnum):
     POSTGRES = "postgres"  # accepts a login on its port
     PGBOUNCER = "pgbouncer"  # forwards a query to Postgres
     EXITS_ZERO = "exits-zero"  # a one-shot job that must succeed
@@ -68,7 +68,9 @@ def database_url(host: str, port: int, state: StackState, app: str) -> str:
     )
 
 
-def airflow_env(team: str, state: StackState, layout: Layout, app: str, *, direct: bool = False) -> dict[str, str]:
+def airflow_env(
+    team: str, state: StackState, layout: Layout, app: str, *, direct: bool = False
+) -> dict[str, str]:
     """Environment shared by every Airflow component (``direct`` bypasses PgBouncer, for migrations)."""
     secrets_kwargs = json.dumps(
         {
@@ -80,7 +82,9 @@ def airflow_env(team: str, state: StackState, layout: Layout, app: str, *, direc
         [{"name": team, "classpath": LOCAL_BUNDLE_CLASS, "kwargs": {"path": str(layout.dags)}}]
     )
     db_host, db_port = (
-        (layout.postgres_host, state.postgres_port) if direct else (layout.pgbouncer_host, state.pgbouncer_port)
+        (layout.postgres_host, state.postgres_port)
+        if direct
+        else (layout.pgbouncer_host, state.pgbouncer_port)
     )
     api_url = f"http://{layout.api_host}:{state.ui_port}"
     return {
@@ -101,9 +105,8 @@ def airflow_env(team: str, state: StackState, layout: Layout, app: str, *, direc
         "AIRFLOW__API__PORT": str(state.ui_port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
-        # Pick up edited and new DAG files quickly: this is a developer's loop, not a cluster.
+        # Find new DAG files quickly (default 300 s): this is a developer's loop, not a cluster.
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-        "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "10",
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         # Server components and task processes (workers) each read their own setting.
         "AIRFLOW__SECRETS__BACKEND": SECRETS_BACKEND_CLASS,
@@ -144,11 +147,19 @@ def services(team: str, state: StackState, layout: Layout) -> list[Service]:
         Service(
             "postgres",
             [
-                "postgres", "-D", str(layout.pgdata), "-p", str(state.postgres_port),
-                "-c", f"listen_addresses={layout.bind_host}",
-                "-c", "unix_socket_directories=",
-                "-c", "max_connections=100",
-                "-c", "shared_buffers=32MB",
+                "postgres",
+                "-D",
+                str(layout.pgdata),
+                "-p",
+                str(state.postgres_port),
+                "-c",
+                f"listen_addresses={layout.bind_host}",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=100",
+                "-c",
+                "shared_buffers=32MB",
             ],
             Health.POSTGRES,
             port=state.postgres_port,

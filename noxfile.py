@@ -1,0 +1,62 @@
+"""Sessions of the ARIEL Airflow kit. `nox -l` lists them; the docstrings say what each does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.3.2"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["lint", "tests"]
+
+ROOT = Path(__file__).parent
+CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
+DEMO_TEAM = ROOT / "examples" / "demo"
+
+
+def install_kit(session: nox.Session, extras: str = "") -> None:
+    """The kit and Airflow 3.3.2, pinned by constraints.txt (regenerate: `nox -s lock`)."""
+    session.install(*CONSTRAINTS, "-e", f".{extras}")
+
+
+@nox.session(python="3.11")
+def tests(session: nox.Session) -> None:
+    """All tests, including the slow ones on real Postgres, PgBouncer and Airflow processes."""
+    install_kit(session, "[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff (with the AIR rules for DAG code) and the formatter in check mode."""
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python="3.11", default=False)
+def local(session: nox.Session) -> None:
+    """Run the demo team on a local Airflow: `nox -s local -- --detach` (any `ariel local up` flags)."""
+    install_kit(session)
+    session.run("ariel", "local", "up", "--team-repo", str(DEMO_TEAM), *session.posargs, external=False)
+
+
+@nox.session(python="3.11", default=False)
+def lock(session: nox.Session) -> None:
+    """Re-pin every dependency into constraints.txt (after changing pyproject.toml)."""
+    session.install("uv")
+    session.run(
+        "uv",
+        "pip",
+        "compile",
+        "pyproject.toml",
+        "--extra",
+        "test",
+        "--extra",
+        "lint",
+        "--python-version",
+        "3.11",
+        "-o",
+        "constraints.txt",
+    )

@@ -1,0 +1,3 @@
+from ariel_airflow.cli import main
+
+main()

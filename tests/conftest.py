@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+KIT_ROOT = Path(__file__).resolve().parents[1]
+DEMO_TEAM = KIT_ROOT / "examples" / "demo"
+ARIEL = [sys.executable, "-m", "ariel_airflow"]
+
+
+def run_ariel(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*ARIEL, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+@pytest.fixture
+def workdir() -> Iterator[Path]:
+    """A scratch folder every user can enter (Postgres runs unprivileged when the tests run as root)."""
+    path = Path(tempfile.mkdtemp(prefix="ariel-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def copy_demo_team(dest: Path) -> Path:
+    shutil.copytree(DEMO_TEAM, dest, ignore=shutil.ignore_patterns(".ariel", "__pycache__"))
+    return dest
+
+
+def status_json(repo: Path) -> dict:
+    result = run_ariel("local", "status", "--json", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def no_traceback(result: subprocess.CompletedProcess) -> bool:
+    return "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+@pytest.fixture(autouse=True)
+def _no_user_airflow_home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Anything that imports Airflow in-process keeps its files out of ~/airflow.
+    monkeypatch.setenv("AIRFLOW_HOME", os.fspath(tmp_path / "airflow-home"))

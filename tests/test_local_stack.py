@@ -1,0 +1,211 @@
+"""The native local stack on real processes: Postgres, PgBouncer and the Airflow 3.3 components."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+from conftest import ARIEL, copy_demo_team, run_ariel, status_json
+
+from ariel_airflow.localdev.state import StackState, free_port
+
+pytestmark = pytest.mark.slow
+
+FAILING_DAG = """
+from datetime import datetime
+from airflow.sdk import dag, task
+
+@dag(dag_id="demo__fails", schedule=None, start_date=datetime(2025, 1, 1), catchup=False,
+     tags=["team:demo"], default_args={"owner": "demo", "retries": 0})
+def fails():
+    @task
+    def explode():
+        raise RuntimeError("MARKER-7f3a this task fails on purpose")
+    explode()
+
+fails()
+"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+    base = Path(os.environ.get("ARIEL_TEST_DIR", "/tmp")) / f"ariel-stack-{os.getpid()}"
+    base.mkdir(mode=0o755, parents=True)
+    repo = copy_demo_team(base / "team-demo")
+    (repo / "dags" / "demo_fails.py").write_text(FAILING_DAG)
+    port = free_port()
+    result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    yield repo, port
+    run_ariel("local", "down", "--purge", "--team-repo", str(repo))
+    subprocess.run(["rm", "-rf", str(base)], check=False)
+
+
+def stack_state(repo: Path) -> StackState:
+    return StackState.model_validate_json((repo / ".ariel" / "stack.json").read_text())
+
+
+def test_up_reports_progress_and_every_service_healthy(stack: tuple[Path, int]) -> None:
+    repo, port = stack
+    status = status_json(repo)
+    assert status["url"] == f"http://127.0.0.1:{port}"
+    health = {row["service"]: row["health"] for row in status["services"]}
+    assert health == dict.fromkeys(
+        ["postgres", "pgbouncer", "api-server", "scheduler", "dag-processor", "triggerer"],
+        "healthy",
+    )
+    assert status["import_errors"] == []
+
+
+def test_postgres_never_runs_as_root(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    pid = json.loads((repo / ".ariel" / "run" / "postgres.pid").read_text())["pid"]
+    owner = psutil.Process(pid).username()
+    if os.geteuid() == 0:
+        assert owner != "root"
+    else:
+        assert psutil.Process(pid).uids().real == os.getuid()
+
+
+def test_demo_dag_reads_local_secrets_and_succeeds(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    result = run_ariel(
+        "local", "trigger", "demo__hello", "--wait", "--timeout", "300", "--team-repo", str(repo)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stderr
+
+
+def test_failed_run_exits_nonzero_with_the_task_log(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    result = run_ariel(
+        "local", "trigger", "demo__fails", "--wait", "--timeout", "300", "--team-repo", str(repo)
+    )
+    assert result.returncode == 1
+    assert "ended failed" in result.stderr
+    assert "task explode" in result.stderr
+    assert "MARKER-7f3a" in result.stderr
+
+
+def test_every_component_talks_to_the_database_through_pgbouncer(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    state = stack_state(repo)
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=state.pgbouncer_port,
+        dbname="pgbouncer",
+        user="airflow",
+        password=state.db_password,
+        autocommit=True,
+        prepare_threshold=None,
+    ) as admin:
+        cur = admin.execute("SHOW CLIENTS")
+        columns = [c.name for c in cur.description]
+        clients = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        pools = admin.execute("SHOW POOLS").fetchall()
+    apps = {c["application_name"] for c in clients if c["database"] == "airflow"}
+    assert {"ariel-api-server", "ariel-scheduler", "ariel-dag-processor", "ariel-triggerer"} <= apps
+    assert ("airflow", "transaction") in {(row[0], row[-1]) for row in pools}
+    # Postgres itself sees only PgBouncer's server connections, never a component directly.
+    with psycopg.connect(
+        host="127.0.0.1",
+        port=state.postgres_port,
+        dbname="postgres",
+        user="airflow",
+        password=state.db_password,
+    ) as direct:
+        ports = direct.execute(
+            "SELECT client_port FROM pg_stat_activity WHERE datname = 'airflow' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    pgbouncer = psutil.Process(json.loads((repo / ".ariel" / "run" / "pgbouncer.pid").read_text())["pid"])
+    pgbouncer_ports = {c.laddr.port for c in pgbouncer.net_connections(kind="tcp")}
+    assert ports and {p for (p,) in ports} <= pgbouncer_ports
+
+
+def test_broken_dag_file_is_reported_and_harms_nothing_else(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    (repo / "dags" / "broken_syntax.py").write_text(
+        # It names airflow and dag, or the dag-processor's safe mode would not even open it.
+        "from airflow.sdk import dag\n\ndef oops(:\n    pass\n"
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        errors = status_json(repo)["import_errors"] or []
+        if any(e["file"].endswith("broken_syntax.py") for e in errors):
+            break
+        time.sleep(3)
+    else:
+        pytest.fail("the import error of broken_syntax.py never showed in `ariel local status`")
+    text = run_ariel("local", "status", "--team-repo", str(repo))
+    assert "broken_syntax.py" in text.stdout and "SyntaxError" in text.stdout
+    assert text.returncode == 0  # all services still healthy
+    result = run_ariel(
+        "local", "trigger", "demo__hello", "--wait", "--timeout", "300", "--team-repo", str(repo)
+    )
+    assert result.returncode == 0, result.stderr
+    (repo / "dags" / "broken_syntax.py").unlink()
+
+
+def test_second_up_of_a_running_stack_is_refused(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))
+    assert result.returncode == 2
+    assert "already running" in result.stderr
+
+
+def _runs(repo: Path, dag_id: str) -> int:
+    from ariel_airflow.localdev.native import NativeEngine
+    from ariel_airflow.localdev.team_repo import TeamRepo
+
+    with NativeEngine(TeamRepo.load(repo)).client() as client:
+        return client._json("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"]
+
+
+def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
+    stack: tuple[Path, int],
+) -> None:
+    repo, port = stack
+    before = _runs(repo, "demo__hello")
+    assert before >= 1
+    assert run_ariel("local", "down", "--team-repo", str(repo)).returncode == 0
+    assert not list((repo / ".ariel" / "run").glob("*.pid"))
+
+    # Foreground `up`: history is back, and Ctrl-C stops everything.
+    proc = subprocess.Popen(
+        [*ARIEL, "local", "up", "--port", str(port), "--team-repo", str(repo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (repo / ".ariel" / "run" / "triggerer.pid").exists():
+            try:
+                if all(r["health"] == "healthy" for r in status_json(repo)["services"]):
+                    break
+            except AssertionError:
+                pass
+        time.sleep(2)
+    assert proc.poll() is None, proc.communicate()[1]
+    assert _runs(repo, "demo__hello") == before
+    pids = [json.loads(p.read_text())["pid"] for p in (repo / ".ariel" / "run").glob("*.pid")]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "stopping" in err
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
+
+    assert run_ariel("local", "down", "--purge", "--team-repo", str(repo)).returncode == 0
+    assert not (repo / ".ariel").exists()
+    result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    assert "database cluster created" in result.stderr
+    assert _runs(repo, "demo__hello") == 0
