@@ -27,7 +27,7 @@ def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> Non
     assert str(repo / ".local" / "variables.yaml") in result.stderr
     assert "missing" in result.stderr and "create it" in result.stderr
     assert no_traceback(result)
-    assert not (repo / ".ariel" / "run").exists()
+    assert not list((repo / ".ariel" / "run").glob("*.pid"))  # nothing left running
 
 
 def test_malformed_secrets_file_names_the_line(workdir: Path) -> None:
@@ -35,8 +35,9 @@ def test_malformed_secrets_file_names_the_line(workdir: Path) -> None:
     (repo / ".local" / "connections.yaml").write_text("demo_api: http://h\nbad: [\n")
     result = run_ariel("local", "up", "--detach", "--team-repo", str(repo))
     assert result.returncode == 2
-    assert "connections.yaml" in result.stderr and "line" in result.stderr
+    assert "connections.yaml" in result.stderr and "line 2" in result.stderr
     assert no_traceback(result)
+    assert not list((repo / ".ariel" / "run").glob("*.pid"))
 
 
 def test_taken_ui_port_is_refused_before_anything_starts(workdir: Path) -> None:

@@ -18,7 +18,7 @@ import psycopg
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import binaries
 from ariel_airflow.localdev.api import AirflowClient
-from ariel_airflow.localdev.local_secrets import check_local_secrets
+from ariel_airflow.localdev.launcher import Launcher
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import StackState, free_port, port_is_free
@@ -31,13 +31,13 @@ from ariel_airflow.localdev.topology import (
     Health,
     Layout,
     Service,
+    airflow_env,
     services,
 )
 
 TIMEOUTS = {  # seconds until a service must be healthy
     Health.POSTGRES: 60,
     Health.PGBOUNCER: 30,
-    Health.EXITS_ZERO: 600,
     Health.API: 240,
     Health.HEARTBEAT: 240,
 }
@@ -82,11 +82,6 @@ class NativeEngine:
                 where=str(self.repo.root),
                 fix="see `ariel local status`, or stop it with `ariel local down`",
             )
-        # The check imports Airflow here: keep its files in the stack, not in ~/airflow.
-        os.environ["AIRFLOW_HOME"] = str(self.layout().airflow_home)
-        with progress.step("checking the local secret files", "local secret files parse"):
-            counts = check_local_secrets(self.repo.connections_file, self.repo.variables_file)
-        progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
         state = self._prepare_state(ui_port, parallelism)
         programs = {
             "postgres": binaries.postgres_bin_dir() / "postgres",
@@ -97,20 +92,42 @@ class NativeEngine:
         if user:
             binaries.check_reachable(self.layout().pgdata, user)
         self._make_state_dir()
-        plan = self.services(state)
+        plan = {s.name: s for s in self.services(state)}
         try:
-            self._write_files(plan, user)
-            self._init_database(programs["postgres"].parent, state, user, progress)
-            by_name = {s.name: s for s in plan}
-            for name in ("postgres", "pgbouncer", "migrate"):
-                with progress.step(f"starting {name}", f"{name} {_healthy_word(by_name[name])}"):
-                    tracked = self._start(by_name[name], programs, user)
-                    self._wait(by_name[name], tracked, state)
-                    if name == "postgres":
-                        _ensure_database(state)
-            airflow_services = [s for s in plan if s.health in (Health.API, Health.HEARTBEAT)]
-            progress.info("starting " + ", ".join(s.name for s in airflow_services))
-            started = {s.name: self._start(s, programs, user) for s in airflow_services}
+            self._write_files(list(plan.values()), user)
+            launcher = Launcher.start(
+                self.table,
+                env={**os.environ, **airflow_env(self.repo.team, state, self.layout(), "launcher")},
+                cwd=self.state_dir,
+                secrets={
+                    "connections": str(self.repo.connections_file),
+                    "variables": str(self.repo.variables_file),
+                },
+            )
+            try:
+                self._init_database(programs["postgres"].parent, state, user, progress)
+                with progress.step(
+                    "loading Airflow, checking the local secret files", "local secret files parse"
+                ):
+                    counts = launcher.wait_ready()
+                progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
+                for name in ("postgres", "pgbouncer"):
+                    with progress.step(f"starting {name}", f"{name} healthy"):
+                        self._wait(plan[name], self._start(plan[name], programs, user), state)
+                        if name == "postgres":
+                            _ensure_database(state)
+                migrate = plan["migrate"]
+                with progress.step(
+                    "migrating the metadata database (directly, not through PgBouncer)",
+                    "metadata database migrated",
+                ):
+                    if code := launcher.run(migrate.name, migrate.argv, migrate.env):
+                        self._fail(migrate, f"exited with code {code}")
+                airflow_services = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
+                progress.info("starting " + ", ".join(s.name for s in airflow_services))
+                started = {s.name: launcher.start_service(s.name, s.argv, s.env) for s in airflow_services}
+            finally:
+                launcher.close()
             for svc in airflow_services:
                 t0 = time.monotonic()
                 self._wait(svc, started[svc.name], state)
@@ -210,17 +227,8 @@ class NativeEngine:
     def _wait(self, svc: Service, tracked: Tracked, state: StackState) -> None:
         probe = self._probe(svc, state)
         deadline = time.monotonic() + TIMEOUTS[svc.health]
-        while True:
-            if svc.health is Health.EXITS_ZERO:
-                code = tracked.exit_code()
-                if code == 0:
-                    self.table.pid_file(svc.name).unlink(missing_ok=True)
-                    return
-                if code is not None:
-                    self._fail(svc, f"exited with code {code}")
-            elif probe():
-                return
-            elif not tracked.alive():
+        while not probe():
+            if not tracked.alive():
                 self._fail(svc, "exited during start-up")
             if time.monotonic() > deadline:
                 self._fail(svc, f"not healthy after {TIMEOUTS[svc.health]}s")
@@ -319,9 +327,7 @@ class NativeEngine:
         }
 
     def log_files(self) -> dict[str, Path]:
-        state = self.state()
-        names = [s.name for s in self.services(state)] if state else []
-        return {n: self.table.log_file(n) for n in names if self.table.log_file(n).exists()}
+        return {path.stem: path for path in sorted(self.table.log_dir.glob("*.log"))}
 
     def _require_state(self) -> StackState:
         state = self.state()
@@ -332,10 +338,6 @@ class NativeEngine:
                 fix="start one with `ariel local up`",
             )
         return state
-
-
-def _healthy_word(svc: Service) -> str:
-    return "done" if svc.health is Health.EXITS_ZERO else "healthy"
 
 
 def _connect(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:

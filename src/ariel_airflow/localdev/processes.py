@@ -27,9 +27,6 @@ class Tracked:
     started: float
     popen: subprocess.Popen | None = field(default=None, compare=False)  # only in the starter
 
-    def exit_code(self) -> int | None:
-        return self.popen.poll() if self.popen is not None else None
-
     def process(self) -> psutil.Process | None:
         """The live process, or None when it has exited (or the pid was reused)."""
         try:
@@ -65,8 +62,12 @@ class ProcessTable:
         env: dict[str, str],
         cwd: Path,
         user: str | None = None,
+        pipes: bool = False,
     ) -> Tracked:
-        """Start ``argv`` in its own session, output appended to the service's log file."""
+        """Start ``argv`` in its own session, output appended to the service's log file.
+
+        With ``pipes``, stdin and stdout are text pipes to the caller (stderr still goes to the log).
+        """
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         with open(self.log_file(name), "ab") as log:
@@ -76,14 +77,25 @@ class ProcessTable:
                 argv,
                 env=env,
                 cwd=cwd,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
+                stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if pipes else log,
+                stderr=log if pipes else subprocess.STDOUT,
+                text=pipes,
                 start_new_session=True,  # own process group: Ctrl-C goes to us, we stop it by pid
                 **as_user(user),
             )
-        tracked = Tracked(name, popen.pid, psutil.Process(popen.pid).create_time(), popen)
-        self.pid_file(name).write_text(json.dumps({"pid": tracked.pid, "started": tracked.started}))
+        return self._record(Tracked(name, popen.pid, psutil.Process(popen.pid).create_time(), popen))
+
+    def adopt(self, name: str, pid: int) -> Tracked:
+        """Track a process someone else started (a fork of the launcher)."""
+        try:
+            started = psutil.Process(pid).create_time()
+        except psutil.NoSuchProcess:
+            started = 0.0  # already gone: never alive(), so the caller's health wait reports it
+        return self._record(Tracked(name, pid, started))
+
+    def _record(self, tracked: Tracked) -> Tracked:
+        self.pid_file(tracked.name).write_text(json.dumps({"pid": tracked.pid, "started": tracked.started}))
         return tracked
 
     def get(self, name: str) -> Tracked | None:

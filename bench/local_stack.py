@@ -1,0 +1,158 @@
+"""Benchmark: the kit's local stack against `airflow standalone` on the same DAGs and Airflow.
+
+For each: (a) seconds from start to healthy (from scratch: new database), (b) seconds from
+triggering the demo DAG to its success, (c) memory (PSS, MiB) of all the stack's processes at idle.
+The last line printed is one JSON object with the figures and the ratios ours/standalone.
+Targets: healthy <= 1.0, first_dag <= 1.0, memory <= 0.5.
+
+    python bench/local_stack.py [--idle-seconds 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+from ariel_airflow.localdev.api import AirflowClient
+from ariel_airflow.localdev.native import NativeEngine
+from ariel_airflow.localdev.processes import pss_bytes
+from ariel_airflow.localdev.state import free_port
+from ariel_airflow.localdev.team_repo import TeamRepo
+from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, SECRETS_BACKEND_CLASS
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "demo"
+DAG_ID = "demo__hello"
+MIB = 1024 * 1024
+
+
+def first_dag_seconds(client: AirflowClient) -> float:
+    client.wait_for_dag(DAG_ID, timeout=300)
+    t0 = time.monotonic()
+    run_id = client.trigger(DAG_ID, {})
+    result = client.wait_for_run(DAG_ID, run_id, timeout=600)
+    if result.state != "success":
+        sys.exit(f"{DAG_ID} ended {result.state}")
+    return time.monotonic() - t0
+
+
+def idle_memory_mib(procs: list[psutil.Process], idle_seconds: float) -> float:
+    time.sleep(idle_seconds)
+    return pss_bytes(procs) / MIB
+
+
+def measure_ariel(workdir: Path, idle_seconds: float) -> dict[str, float]:
+    repo = workdir / "demo"
+    shutil.copytree(DEMO, repo, ignore=shutil.ignore_patterns(".ariel"))
+    port = free_port()
+    ariel = [sys.executable, "-m", "ariel_airflow", "local"]
+    t0 = time.monotonic()
+    subprocess.run([*ariel, "up", "--detach", "--port", str(port), "--team-repo", str(repo)], check=True)
+    healthy = time.monotonic() - t0
+    engine = NativeEngine(TeamRepo.load(repo))
+    try:
+        with engine.client() as client:
+            first = first_dag_seconds(client)
+        procs = [p for t in engine.table.running() if (p := t.process())]
+        memory = idle_memory_mib(procs, idle_seconds)
+    finally:
+        subprocess.run([*ariel, "down", "--purge", "--team-repo", str(repo)], check=True)
+    return {"healthy_s": healthy, "first_dag_s": first, "memory_mib": memory}
+
+
+def measure_standalone(workdir: Path, idle_seconds: float) -> dict[str, float]:
+    home = workdir / "standalone"
+    home.mkdir()
+    (home / "passwords.json").write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
+    port = free_port()
+    secrets = json.dumps(
+        {
+            "connections_file_path": str(DEMO / ".local" / "connections.yaml"),
+            "variables_file_path": str(DEMO / ".local" / "variables.yaml"),
+        }
+    )
+    airflow = Path(sys.executable).parent / "airflow"
+    env = {
+        **os.environ,
+        "PATH": f"{airflow.parent}{os.pathsep}{os.environ['PATH']}",  # standalone runs `airflow ...`
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DEMO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{ADMIN_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
+        "AIRFLOW__SECRETS__BACKEND": SECRETS_BACKEND_CLASS,
+        "AIRFLOW__SECRETS__BACKEND_KWARGS": secrets,
+        "AIRFLOW__WORKERS__SECRETS_BACKEND": SECRETS_BACKEND_CLASS,
+        "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": secrets,
+    }
+    log = open(home / "standalone.log", "wb")  # noqa: SIM115 - open for the process's lifetime
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [str(airflow), "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    client = AirflowClient(f"http://127.0.0.1:{port}", ADMIN_USER, ADMIN_PASSWORD)
+    try:
+        while not _all_healthy(client):
+            if proc.poll() is not None or time.monotonic() - t0 > 600:
+                sys.exit(f"airflow standalone did not become healthy; see {home / 'standalone.log'}")
+            time.sleep(0.5)
+        healthy = time.monotonic() - t0
+        first = first_dag_seconds(client)
+        memory = idle_memory_mib([psutil.Process(proc.pid)], idle_seconds)
+    finally:
+        client.close()
+        os.killpg(proc.pid, 15)
+        proc.wait(60)
+        log.close()
+    return {"healthy_s": healthy, "first_dag_s": first, "memory_mib": memory}
+
+
+def _all_healthy(client: AirflowClient) -> bool:
+    try:
+        report = client.health()
+    except Exception:
+        return False
+    keys = ("metadatabase", "scheduler", "triggerer", "dag_processor")
+    return all((report.get(k) or {}).get("status") == "healthy" for k in keys)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--idle-seconds", type=float, default=20, help="idle time before memory is read")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="ariel-bench-"))
+    workdir.chmod(0o755)  # Postgres runs unprivileged when this runs as root
+    try:
+        ours = measure_ariel(workdir, args.idle_seconds)
+        for key, value in ours.items():
+            print(f"ariel native   {key:12} {value:8.1f}")
+        theirs = measure_standalone(workdir, args.idle_seconds)
+        for key, value in theirs.items():
+            print(f"standalone     {key:12} {value:8.1f}")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratios = {
+        "healthy": ours["healthy_s"] / theirs["healthy_s"],
+        "first_dag": ours["first_dag_s"] / theirs["first_dag_s"],
+        "memory": ours["memory_mib"] / theirs["memory_mib"],
+    }
+    for key, value in ratios.items():
+        print(f"ratio          {key:12} {value:8.2f}")
+    figures = {f"native_{k}": round(v, 2) for k, v in ours.items()}
+    figures |= {f"standalone_{k}": round(v, 2) for k, v in theirs.items()}
+    print(json.dumps({"figures": figures, "ratios": {k: round(v, 3) for k, v in ratios.items()}}))
+
+
+if __name__ == "__main__":
+    main()
