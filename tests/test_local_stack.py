@@ -161,6 +161,22 @@ def test_second_up_of_a_running_stack_is_refused(stack: tuple[Path, int]) -> Non
     assert "already running" in result.stderr
 
 
+def test_two_team_repositories_run_side_by_side(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    other = copy_demo_team(repo.parent / "team-other")
+    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(other))
+    try:
+        assert result.returncode == 0, result.stderr
+        first, second = stack_state(repo), stack_state(other)
+        assert {first.postgres_port, first.pgbouncer_port}.isdisjoint(
+            {second.postgres_port, second.pgbouncer_port}
+        )
+        for team in (repo, other):
+            assert {row["health"] for row in status_json(team)["services"]} == {"healthy"}
+    finally:
+        run_ariel("local", "down", "--purge", "--team-repo", str(other))
+
+
 def _runs(repo: Path, dag_id: str) -> int:
     from ariel_airflow.localdev.native import NativeEngine
     from ariel_airflow.localdev.team_repo import TeamRepo

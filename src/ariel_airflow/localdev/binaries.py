@@ -11,6 +11,7 @@ from pathlib import Path
 from ariel_airflow.errors import UserError
 
 SYSTEM_POSTGRES_GLOB = "/usr/lib/postgresql/*/bin"
+PGBOUNCER_FALLBACKS = ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer")  # sbin is not on every PATH
 UNPRIVILEGED_USERS = ("postgres", "nobody")
 
 
@@ -41,10 +42,7 @@ def postgres_bin_dir() -> Path:
 
 
 def pgbouncer_path() -> Path:
-    found = shutil.which("pgbouncer") or next(
-        (p for p in ("/usr/sbin/pgbouncer", "/usr/local/sbin/pgbouncer") if os.access(p, os.X_OK)),
-        None,
-    )
+    found = shutil.which("pgbouncer") or next((p for p in PGBOUNCER_FALLBACKS if os.access(p, os.X_OK)), None)
     if found:
         return Path(found)
     raise UserError(
@@ -87,6 +85,8 @@ def check_reachable(path: Path, user: str) -> None:
     """Postgres as ``user`` must be able to walk to ``path``: every parent needs the x bit for it."""
     entry = pwd.getpwnam(user)
     for parent in reversed(path.parents):
+        if not parent.exists():
+            break  # the kit creates the rest, enterable by all
         stat = parent.stat()
         if stat.st_uid == entry.pw_uid:
             continue
