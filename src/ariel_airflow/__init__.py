@@ -1,3 +1,5 @@
 """ARIEL Airflow kit."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+__version__ = version("ariel-airflow")

@@ -23,7 +23,7 @@ from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
 
-app = typer.Typer(help="ARIEL Airflow kit.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
 app.add_typer(local, name="local")
 out = Console(highlight=False)
@@ -34,13 +34,15 @@ TeamRepoOption = Annotated[
 ]
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _main(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the kit version.")] = False,
 ) -> None:
     if version:
         out.print(__version__)
-        raise typer.Exit()
+    elif ctx.invoked_subcommand is None:
+        out.print(ctx.get_help())
 
 
 @local.command("up")

@@ -1,0 +1,112 @@
+"""Resource profiles: named requests/limits for task pods, and ``profile()`` for DAG code."""
+
+from __future__ import annotations
+
+import inspect
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from ariel_airflow.errors import UserError
+
+MAX_LIMIT_RATIO = Decimal("1.5")
+RESOURCES = ("cpu", "memory")
+POD_TEMPLATES_DIR = "pod_templates"
+
+
+def parse_quantity(value: str | int | float) -> Decimal:
+    from kubernetes.utils.quantity import parse_quantity as k8s_parse_quantity
+
+    return k8s_parse_quantity(value)
+
+
+class Resources(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    cpu: str
+    memory: str
+
+    @field_validator("cpu", "memory", mode="before")
+    @classmethod
+    def _quantity(cls, value: Any) -> str:
+        try:
+            parse_quantity(value)
+        except (ValueError, TypeError):
+            raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2, 512Mi, 4Gi)") from None
+        return str(value)
+
+
+class ResourceProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    requests: Resources
+    limits: Resources
+
+    @model_validator(mode="after")
+    def _ratio(self) -> ResourceProfile:
+        for resource in RESOURCES:
+            request = parse_quantity(getattr(self.requests, resource))
+            limit = parse_quantity(getattr(self.limits, resource))
+            if request <= 0 or limit / request > MAX_LIMIT_RATIO:
+                raise ValueError(
+                    f"limits.{resource} / requests.{resource} must be above 0 and at most {MAX_LIMIT_RATIO}"
+                    f" (is {getattr(self.limits, resource)} / {getattr(self.requests, resource)})"
+                )
+        return self
+
+    def k8s_resources(self) -> dict[str, dict[str, str]]:
+        return {"requests": self.requests.model_dump(), "limits": self.limits.model_dump()}
+
+
+def load_profiles(path: Path) -> dict[str, ResourceProfile]:
+    """Read and check a resource profiles file; errors name the file, the profile and the field."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError("resource profiles file is missing", where=str(path)) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"not valid YAML: {exc}", where=str(path)) from None
+    if not isinstance(data, dict) or not data:
+        raise UserError(
+            "must map profile names to requests and limits",
+            where=str(path),
+            fix="see the platform's profiles",
+        )
+    profiles = {}
+    for name, spec in data.items():
+        try:
+            profiles[name] = ResourceProfile.model_validate(spec)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"])
+            raise UserError(
+                first["msg"].removeprefix("Value error, "),
+                where=f"{path}: {name}{'.' + field if field else ''}",
+                fix=f"keep limits within {MAX_LIMIT_RATIO}x the requests, as Kubernetes quantities",
+            ) from None
+    return profiles
+
+
+def profile(name: str) -> dict[str, Any]:
+    """``executor_config`` that runs a task with the team's resource profile ``name``.
+
+    Reads ``pod_templates/profile-<name>.yaml`` of the team repository holding the calling DAG
+    file, with the same function the KubernetesExecutor uses for pod templates.
+    """
+    caller = Path(inspect.stack()[1].filename).resolve()
+    path = _team_root(caller) / POD_TEMPLATES_DIR / f"profile-{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem.removeprefix("profile-") for p in path.parent.glob("profile-*.yaml"))
+        raise ValueError(f"unknown resource profile {name!r}; this team has: {', '.join(known) or 'none'}")
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    return {"pod_override": PodGenerator.deserialize_model_file(str(path))}
+
+
+def _team_root(start: Path) -> Path:
+    for folder in start.parents:
+        if (folder / POD_TEMPLATES_DIR).is_dir():
+            return folder
+    raise ValueError(f"no {POD_TEMPLATES_DIR}/ folder above {start}: is this DAG in a team repository?")
