@@ -12,7 +12,7 @@ nox.options.sessions = ["lint", "tests"]
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
-DEMO_TEAM = ROOT / "examples" / "demo"
+DEMO_TEAM = ROOT / "build" / "demo-team"  # generated from template/ (git-ignored)
 
 
 def install_kit(session: nox.Session, extras: str = "") -> None:
@@ -37,9 +37,23 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python="3.11", default=False)
 def local(session: nox.Session) -> None:
-    """Run the demo team on a local Airflow: `nox -s local -- --detach` (any `ariel local up` flags)."""
-    install_kit(session)
-    session.run("ariel", "local", "up", "--team-repo", str(DEMO_TEAM), *session.posargs, external=False)
+    """A demo team, generated from the template, on a local Airflow (`-- --detach` etc. go to `up`)."""
+    install_kit(session, "[test]")  # copier comes with the test extra
+    session.run(
+        "copier",
+        "copy",
+        "--trust",
+        "--defaults",
+        "--overwrite",
+        "--quiet",
+        "--vcs-ref",
+        "HEAD",
+        "--data",
+        "team_name=demo",
+        str(ROOT),
+        str(DEMO_TEAM),
+    )
+    session.run("ariel", "local", "up", "--team-repo", str(DEMO_TEAM), *session.posargs)
 
 
 @nox.session(python="3.11", default=False)

@@ -28,10 +28,9 @@ from ariel_airflow.localdev.processes import pss_bytes
 from ariel_airflow.localdev.state import free_port
 from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, SECRETS_BACKEND_CLASS
+from ariel_airflow.template import generate_team_repo
 
-ROOT = Path(__file__).resolve().parents[1]
-DEMO = ROOT / "examples" / "demo"
-DAG_ID = "demo__hello"
+DAG_ID = "demo__daily_export"  # the example DAG of a team repository generated for team "demo"
 MIB = 1024 * 1024
 
 
@@ -50,9 +49,7 @@ def idle_memory_mib(procs: list[psutil.Process], idle_seconds: float) -> float:
     return pss_bytes(procs) / MIB
 
 
-def measure_ariel(workdir: Path, idle_seconds: float) -> dict[str, float]:
-    repo = workdir / "demo"
-    shutil.copytree(DEMO, repo, ignore=shutil.ignore_patterns(".ariel"))
+def measure_ariel(repo: Path, idle_seconds: float) -> dict[str, float]:
     port = free_port()
     ariel = [sys.executable, "-m", "ariel_airflow", "local"]
     t0 = time.monotonic()
@@ -69,15 +66,15 @@ def measure_ariel(workdir: Path, idle_seconds: float) -> dict[str, float]:
     return {"healthy_s": healthy, "first_dag_s": first, "memory_mib": memory}
 
 
-def measure_standalone(workdir: Path, idle_seconds: float) -> dict[str, float]:
+def measure_standalone(repo: Path, workdir: Path, idle_seconds: float) -> dict[str, float]:
     home = workdir / "standalone"
     home.mkdir()
     (home / "passwords.json").write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
     port = free_port()
     secrets = json.dumps(
         {
-            "connections_file_path": str(DEMO / ".local" / "connections.yaml"),
-            "variables_file_path": str(DEMO / ".local" / "variables.yaml"),
+            "connections_file_path": str(repo / ".local" / "connections.yaml"),
+            "variables_file_path": str(repo / ".local" / "variables.yaml"),
         }
     )
     airflow = Path(sys.executable).parent / "airflow"
@@ -85,7 +82,7 @@ def measure_standalone(workdir: Path, idle_seconds: float) -> dict[str, float]:
         **os.environ,
         "PATH": f"{airflow.parent}{os.pathsep}{os.environ['PATH']}",  # standalone runs `airflow ...`
         "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DEMO / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://localhost:{port}/execution/",
@@ -134,10 +131,11 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="ariel-bench-"))
     workdir.chmod(0o755)  # Postgres runs unprivileged when this runs as root
     try:
-        ours = measure_ariel(workdir, args.idle_seconds)
+        repo = generate_team_repo(workdir / "team-demo", "demo")
+        ours = measure_ariel(repo, args.idle_seconds)
         for key, value in ours.items():
             print(f"ariel native   {key:12} {value:8.1f}")
-        theirs = measure_standalone(workdir, args.idle_seconds)
+        theirs = measure_standalone(repo, workdir, args.idle_seconds)
         for key, value in theirs.items():
             print(f"standalone     {key:12} {value:8.1f}")
     finally:

@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
-DEMO_TEAM = KIT_ROOT / "examples" / "demo"
 ARIEL = [sys.executable, "-m", "ariel_airflow"]
 
 
@@ -36,9 +35,14 @@ def workdir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
+DEMO_DAG = "demo__daily_export"  # the example DAG of a team called "demo"
+
+
 def copy_demo_team(dest: Path) -> Path:
-    shutil.copytree(DEMO_TEAM, dest, ignore=shutil.ignore_patterns(".ariel", "__pycache__"))
-    return dest
+    """A demo team repository, generated from the template as a team would."""
+    from ariel_airflow.template import generate_team_repo
+
+    return generate_team_repo(dest, "demo")
 
 
 def status_json(repo: Path) -> dict:

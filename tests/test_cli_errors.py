@@ -32,7 +32,7 @@ def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> Non
 
 def test_malformed_secrets_file_names_the_line(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
-    (repo / ".local" / "connections.yaml").write_text("demo_api: http://h\nbad: [\n")
+    (repo / ".local" / "connections.yaml").write_text("demo_warehouse: http://h\nbad: [\n")
     result = run_ariel("local", "up", "--detach", "--team-repo", str(repo))
     assert result.returncode == 2
     assert "connections.yaml" in result.stderr and "line 2" in result.stderr
@@ -62,7 +62,7 @@ def test_status_without_a_stack(workdir: Path) -> None:
 
 def test_trigger_rejects_conf_that_is_not_a_json_object(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
-    result = run_ariel("local", "trigger", "demo__hello", "--conf", "[1]", "--team-repo", str(repo))
+    result = run_ariel("local", "trigger", "demo__daily_export", "--conf", "[1]", "--team-repo", str(repo))
     assert result.returncode == 2
     assert "--conf" in result.stderr and "JSON object" in result.stderr
 

@@ -13,9 +13,10 @@ from pathlib import Path
 import psutil
 import psycopg
 import pytest
-from conftest import ARIEL, copy_demo_team, run_ariel, status_json
 
 from ariel_airflow.localdev.state import StackState, free_port
+
+from conftest import ARIEL, DEMO_DAG, copy_demo_team, run_ariel, status_json
 
 pytestmark = pytest.mark.slow
 
@@ -77,9 +78,7 @@ def test_postgres_never_runs_as_root(stack: tuple[Path, int]) -> None:
 
 def test_demo_dag_reads_local_secrets_and_succeeds(stack: tuple[Path, int]) -> None:
     repo, _ = stack
-    result = run_ariel(
-        "local", "trigger", "demo__hello", "--wait", "--timeout", "300", "--team-repo", str(repo)
-    )
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stderr
 
@@ -147,9 +146,7 @@ def test_broken_dag_file_is_reported_and_harms_nothing_else(stack: tuple[Path, i
     text = run_ariel("local", "status", "--team-repo", str(repo))
     assert "broken_syntax.py" in text.stdout and "SyntaxError" in text.stdout
     assert text.returncode == 0  # all services still healthy
-    result = run_ariel(
-        "local", "trigger", "demo__hello", "--wait", "--timeout", "300", "--team-repo", str(repo)
-    )
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     (repo / "dags" / "broken_syntax.py").unlink()
 
@@ -189,7 +186,7 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     stack: tuple[Path, int],
 ) -> None:
     repo, port = stack
-    before = _runs(repo, "demo__hello")
+    before = _runs(repo, DEMO_DAG)
     assert before >= 1
     assert run_ariel("local", "down", "--team-repo", str(repo)).returncode == 0
     assert not list((repo / ".ariel" / "run").glob("*.pid"))
@@ -211,7 +208,7 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
                 pass
         time.sleep(2)
     assert proc.poll() is None, proc.communicate()[1]
-    assert _runs(repo, "demo__hello") == before
+    assert _runs(repo, DEMO_DAG) == before
     pids = [json.loads(p.read_text())["pid"] for p in (repo / ".ariel" / "run").glob("*.pid")]
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -224,4 +221,4 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "database cluster created" in result.stderr
-    assert _runs(repo, "demo__hello") == 0
+    assert _runs(repo, DEMO_DAG) == 0
