@@ -179,6 +179,7 @@ def _runs(repo: Path, dag_id: str) -> int:
     from ariel_airflow.localdev.team_repo import TeamRepo
 
     with NativeEngine(TeamRepo.load(repo)).client() as client:
+        client.wait_for_dag(dag_id, timeout=120)  # a new database knows the DAG once it is parsed
         return client._json("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"]
 
 

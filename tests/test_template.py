@@ -140,6 +140,32 @@ def test_platform_catalog_profiles_respect_the_ratio() -> None:
     assert set(catalog) == template_profiles  # every catalog profile has its pod template
 
 
+def test_copier_cli_with_defaults_needs_only_the_team_name(workdir: Path) -> None:
+    result = subprocess.run(
+        [
+            *COPIER,
+            "copy",
+            "--trust",
+            "--defaults",
+            "--vcs-ref",
+            "HEAD",
+            "--data",
+            "team_name=recon",
+            str(KIT_ROOT),
+            str(workdir / "team-recon"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = yaml.safe_load((workdir / "team-recon" / ".copier-answers.yml").read_text())
+    assert answers["namespace"] == "airflow-recon"
+    assert answers["keyvault_url_prod"] == "https://kv-recon-prod.vault.azure.net/"
+    assert (workdir / "team-recon" / "dags" / "recon_daily_export.py").exists()
+
+
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
