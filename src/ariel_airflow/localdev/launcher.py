@@ -38,6 +38,10 @@ PRELOAD = (
     "uvicorn",
     "airflow.sdk",
     "airflow.providers.standard.operators.python",
+    "airflow.providers.standard.sensors.python",
+    # Team DAGs build pod overrides with profile(): the Kubernetes models are big and used everywhere.
+    "airflow.providers.cncf.kubernetes.pod_generator",
+    "ariel_airflow.profiles",
 )
 
 
