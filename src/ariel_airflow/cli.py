@@ -45,6 +45,31 @@ def _main(
         out.print(ctx.get_help())
 
 
+@app.command("check")
+def check(
+    path: Annotated[Path, typer.Argument(help="Root of the team repository.")] = Path("."),
+    output: Annotated[str, typer.Option("--format", help="text, json or junit.")] = "text",
+    select: Annotated[
+        str | None, typer.Option(help="Only these rules (ids or names, comma-separated).")
+    ] = None,
+    ignore: Annotated[
+        str | None, typer.Option(help="Skip these rules (ids or names, comma-separated).")
+    ] = None,
+) -> None:
+    """Check a team repository against the platform rules (exit 1 on errors, 2 if the check cannot run)."""
+    from ariel_airflow.checks import report
+    from ariel_airflow.checks.runner import parse_rule_list, run_check
+
+    formats = {"text": report.as_text, "json": report.as_json, "junit": report.as_junit}
+    if output not in formats:
+        raise UserError(f"unknown format {output!r}", where="--format", fix="use text, json or junit")
+    result = run_check(
+        path, select=parse_rule_list(select, "--select"), ignore=parse_rule_list(ignore, "--ignore")
+    )
+    print(formats[output](result, path))
+    raise typer.Exit(result.exit_code)
+
+
 @local.command("up")
 def local_up(
     team_repo: TeamRepoOption = Path("."),

@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import PurePath
 
 from ariel_airflow.localdev.state import StackState
+from ariel_airflow.policies import LOCAL_SETTINGS
 
 DB_NAME = "airflow"
 DB_USER = "airflow"
@@ -183,7 +184,11 @@ def services(team: str, state: StackState, layout: Layout) -> list[Service]:
             ["api-server"],
             Health.API,
             port=state.ui_port,
-            files={str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD})},
+            files={
+                str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD}),
+                # The platform's cluster policies: the local dag-processor refuses what CI refuses.
+                str(layout.airflow_home / "config" / "airflow_local_settings.py"): LOCAL_SETTINGS,
+            },
         ),
         airflow("scheduler", ["scheduler", "--skip-serve-logs"], Health.HEARTBEAT, "scheduler"),
         airflow("dag-processor", ["dag-processor"], Health.HEARTBEAT, "dag_processor"),

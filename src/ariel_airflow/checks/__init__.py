@@ -1,0 +1,1 @@
+"""`ariel check`: the platform rules on a team repository, as CI runs them."""

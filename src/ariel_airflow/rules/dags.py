@@ -1,0 +1,85 @@
+"""Rules on DAG and task objects, as DagBag loads them (the same objects the cluster policies see)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ariel_airflow.rules.base import LIMITS, Finding, Limits, TeamContext
+
+DEFAULT_SENSOR_TIMEOUT = timedelta(days=7).total_seconds()
+
+
+def check_dag(dag: Any, ctx: TeamContext | None, limits: Limits = LIMITS) -> Iterator[Finding]:
+    where = {"dag_id": dag.dag_id, "file": dag.fileloc}
+    if ctx is None:
+        yield Finding("ARL603", f"dag_id {dag.dag_id!r} must start with '<team>__'", **where)
+    else:
+        if not dag.dag_id.startswith(f"{ctx.team}__"):
+            yield Finding("ARL603", f"dag_id {dag.dag_id!r} must start with '{ctx.team}__'", **where)
+        if f"team:{ctx.team}" not in (dag.tags or ()):
+            yield Finding("ARL602", f"add the tag 'team:{ctx.team}' to tags=[...]", **where)
+    runs = first_deployment_runs(dag, limits.max_first_deployment_runs)
+    if runs > limits.max_first_deployment_runs:
+        more = "more than " if runs > limits.max_first_deployment_runs * 10 else ""
+        yield Finding(
+            "ARL201",
+            f"the first deployment would create {more}{runs} runs, {dag.max_active_runs} at a time "
+            f"(limit {limits.max_first_deployment_runs} runs): set catchup=False, a later start_date "
+            "or an end_date",
+            **where,
+        )
+
+
+def check_task(task: Any, ctx: TeamContext | None, limits: Limits = LIMITS) -> Iterator[Finding]:
+    dag = task.dag
+    where = {
+        "dag_id": dag.dag_id if dag else None,
+        "task_id": task.task_id,
+        "file": dag.fileloc if dag else None,
+    }
+    if _is_sensor(task):
+        deferrable = bool(getattr(task, "deferrable", False) or getattr(task, "start_from_trigger", False))
+        timeout = float(task.timeout) if task.timeout is not None else DEFAULT_SENSOR_TIMEOUT
+        if task.mode == "poke" and not deferrable and timeout > limits.poke_timeout_hours * 3600:
+            yield Finding(
+                "ARL101",
+                f"poke-mode sensor with a {timeout / 3600:g} h timeout holds a worker slot all along: "
+                f"use mode='reschedule' or deferrable=True, or timeout <= {limits.poke_timeout_hours:g} h",
+                **where,
+            )
+        elif timeout >= DEFAULT_SENSOR_TIMEOUT:
+            yield Finding("ARL102", "set an explicit sensor timeout (the default is 7 days)", **where)
+    if not task.owner or task.owner == "airflow":
+        yield Finding("ARL601", "set an owner (default_args={'owner': '<team email>'})", **where)
+    if not task.retries:
+        yield Finding("ARL604", "set retries (e.g. default_args={'retries': 2})", **where)
+    if task.execution_timeout is None:
+        yield Finding("ARL605", "set execution_timeout (e.g. timedelta(minutes=30))", **where)
+
+
+def first_deployment_runs(dag: Any, limit: int, now: datetime | None = None) -> int:
+    """How many runs the scheduler creates when the DAG is first deployed (capped a little above limit)."""
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    now = now or datetime.now(UTC)
+    timetable = coerce_to_core_timetable(dag.timetable)
+    if not timetable.can_be_scheduled or dag.start_date is None:
+        return 0
+    latest = min(dag.end_date, now) if dag.end_date else now
+    restriction = TimeRestriction(earliest=dag.start_date, latest=latest, catchup=bool(dag.catchup))
+    runs, last = 0, None
+    while runs <= limit * 10:
+        info = timetable.next_dagrun_info_v2(last_dagrun_info=last, restriction=restriction)
+        if info is None or info.run_after > now:
+            break
+        runs, last = runs + 1, info
+    return runs
+
+
+def _is_sensor(task: Any) -> bool:
+    from airflow.sdk.bases.sensor import BaseSensorOperator
+
+    return isinstance(task, BaseSensorOperator)
