@@ -26,7 +26,7 @@ from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
 app.add_typer(local, name="local")
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 TeamRepoOption = Annotated[
     Path,

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-err_console = Console(stderr=True, highlight=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)  # never break paths
 
 
 class Progress:
