@@ -151,6 +151,38 @@ def test_broken_dag_file_is_reported_and_harms_nothing_else(stack: tuple[Path, i
     (repo / "dags" / "broken_syntax.py").unlink()
 
 
+POKE_FOREVER_DAG = """
+from datetime import datetime, timedelta
+from airflow.providers.standard.sensors.python import PythonSensor
+from airflow.sdk import dag
+
+@dag(dag_id="demo__poke_forever", schedule=None, start_date=datetime(2025, 1, 1), tags=["team:demo"],
+     default_args={"owner": "demo", "retries": 1, "execution_timeout": timedelta(minutes=5)})
+def poke_forever():
+    PythonSensor(task_id="wait", python_callable=lambda: False, mode="poke")
+
+poke_forever()
+"""
+
+
+def test_the_local_dag_processor_refuses_what_ariel_check_refuses(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    (repo / "dags" / "demo_poke_forever.py").write_text(POKE_FOREVER_DAG)
+    check = run_ariel("check", str(repo), "--format", "json", "--select", "ARL101")
+    assert check.returncode == 1 and json.loads(check.stdout)[0]["task_id"] == "wait"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        errors = status_json(repo)["import_errors"] or []
+        refused = [e for e in errors if e["file"].endswith("demo_poke_forever.py")]
+        if refused:
+            break
+        time.sleep(3)
+    else:
+        pytest.fail("the local dag-processor accepted a DAG that `ariel check` refuses")
+    assert "AirflowClusterPolicyViolation" in refused[0]["error"] and "ARL101" in refused[0]["error"]
+    (repo / "dags" / "demo_poke_forever.py").unlink()
+
+
 def test_second_up_of_a_running_stack_is_refused(stack: tuple[Path, int]) -> None:
     repo, _ = stack
     result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))

@@ -62,11 +62,11 @@ TEAMS = {"defaults": "recon", "multi-team-no-examples": "team-a", "all-profiles-
 
 @pytest.mark.slow
 @pytest.mark.parametrize("combo", COMBINATIONS)
-def test_generated_repo_passes_its_own_lint_and_tests(combo: str, workdir: Path) -> None:
+def test_generated_repo_passes_its_own_lint_tests_and_check(combo: str, workdir: Path) -> None:
     team, answers = TEAMS[combo], COMBINATIONS[combo]
     repo = generate_team_repo(workdir / team, team, **answers)
     init_repo(repo)
-    result = run_nox(repo, "lint", "tests")
+    result = run_nox(repo, "lint", "tests", "check")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert git(repo, "status", "--porcelain") == ""  # nothing reformatted, nothing left behind
     assert ".local/" in (repo / ".gitignore").read_text()
