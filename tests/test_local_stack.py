@@ -21,11 +21,12 @@ from conftest import ARIEL, DEMO_DAG, copy_demo_team, run_ariel, status_json
 pytestmark = pytest.mark.slow
 
 FAILING_DAG = """
-from datetime import datetime
+from datetime import datetime, timedelta
 from airflow.sdk import dag, task
 
 @dag(dag_id="demo__fails", schedule=None, start_date=datetime(2025, 1, 1), catchup=False,
-     tags=["team:demo"], default_args={"owner": "demo", "retries": 0})
+     tags=["team:demo"],
+     default_args={"owner": "demo", "retries": 0, "execution_timeout": timedelta(minutes=5)})
 def fails():
     @task
     def explode():
