@@ -16,7 +16,16 @@ from ariel_airflow.template import generate_team_repo
 
 from conftest import KIT_ROOT
 
-COPIER = [sys.executable, "-m", "copier"]
+
+def copier_copy(*args: str) -> subprocess.CompletedProcess:
+    """The copier command line, as teams and scripts run it, rendering the working tree."""
+    return subprocess.run(
+        [sys.executable, "-m", "copier", "copy", "--trust", "--defaults", "--vcs-ref", "HEAD", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def git(repo: Path, *args: str) -> str:
@@ -141,24 +150,7 @@ def test_platform_catalog_profiles_respect_the_ratio() -> None:
 
 
 def test_copier_cli_with_defaults_needs_only_the_team_name(workdir: Path) -> None:
-    result = subprocess.run(
-        [
-            *COPIER,
-            "copy",
-            "--trust",
-            "--defaults",
-            "--vcs-ref",
-            "HEAD",
-            "--data",
-            "team_name=recon",
-            str(KIT_ROOT),
-            str(workdir / "team-recon"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
+    result = copier_copy("--data", "team_name=recon", str(KIT_ROOT), str(workdir / "team-recon"))
     assert result.returncode == 0, result.stderr
     answers = yaml.safe_load((workdir / "team-recon" / ".copier-answers.yml").read_text())
     assert answers["namespace"] == "airflow-recon"
@@ -180,24 +172,7 @@ def test_copier_cli_with_defaults_needs_only_the_team_name(workdir: Path) -> Non
 )
 def test_bad_answers_fail_with_the_validator_message(answer: str, message: str, workdir: Path) -> None:
     data = [] if answer.startswith("team_name=") else ["--data", "team_name=recon"]
-    result = subprocess.run(
-        [
-            *COPIER,
-            "copy",
-            "--trust",
-            "--defaults",
-            "--vcs-ref",
-            "HEAD",
-            *data,
-            "--data",
-            answer,
-            str(KIT_ROOT),
-            str(workdir / "out"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = copier_copy(*data, "--data", answer, str(KIT_ROOT), str(workdir / "out"))
     assert result.returncode != 0
     assert message in result.stderr + result.stdout
     assert not (workdir / "out" / "dags").exists()  # nothing half-written

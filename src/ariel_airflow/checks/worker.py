@@ -33,7 +33,7 @@ def check_repo(team: TeamConfig) -> list[Finding]:
         service_account=team.service_account,
         profiles=frozenset(team.profiles),
     )
-    findings = list(_check_pod_templates(team.root))
+    findings = list(_check_pod_templates(team.root, ctx))
     collector = _Collector(ctx)
     from airflow import settings
 
@@ -76,7 +76,10 @@ class _Collector:
         self.findings += check_task(task, self.ctx)
 
 
-def _check_pod_templates(root: Path) -> list[Finding]:
+def _check_pod_templates(root: Path, ctx: TeamContext) -> list[Finding]:
+    """Every pod template against the strict schema; the base templates also for placement."""
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
     findings = []
     for path in sorted((root / "pod_templates").glob("*.yaml")):
         try:
@@ -84,9 +87,12 @@ def _check_pod_templates(root: Path) -> list[Finding]:
         except yaml.YAMLError as exc:
             findings.append(Finding("ARL301", f"not valid YAML: {exc}", file=str(path)))
             continue
-        for error in schema_errors(data):
+        errors = list(schema_errors(data))
+        for error in errors:
             field = error.split(":")[0].lstrip(".")
             findings.append(Finding("ARL301", error, file=str(path), line=_key_line(path, field)))
+        if not errors and path.name.startswith("base-"):
+            findings += check_pod(PodGenerator.deserialize_model_file(str(path)), ctx, file=str(path))
     return findings
 
 
