@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import inspect
+import functools
+import sys
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -95,14 +96,21 @@ def profile(name: str) -> dict[str, Any]:
     Reads ``pod_templates/profile-<name>.yaml`` of the team repository holding the calling DAG
     file, with the same function the KubernetesExecutor uses for pod templates.
     """
-    caller = Path(inspect.stack()[1].filename).resolve()
+    caller = Path(sys._getframe(1).f_code.co_filename).resolve()  # inspect.stack() reads every source
     path = _team_root(caller) / POD_TEMPLATES_DIR / f"profile-{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem.removeprefix("profile-") for p in path.parent.glob("profile-*.yaml"))
         raise ValueError(f"unknown resource profile {name!r}; this team has: {', '.join(known) or 'none'}")
+    return {"pod_override": _pod_override(str(path), path.stat().st_mtime)}
+
+
+@functools.lru_cache(maxsize=64)
+def _pod_override(path: str, mtime: float) -> Any:
+    """One V1Pod per profile file (and version of it), shared by the tasks that use the profile:
+    the executor only reads it, and parsing the same file for every task is slow."""
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 
-    return {"pod_override": PodGenerator.deserialize_model_file(str(path))}
+    return PodGenerator.deserialize_model_file(path)
 
 
 def _team_root(start: Path) -> Path:

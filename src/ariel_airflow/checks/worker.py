@@ -50,11 +50,12 @@ def check_repo(team: TeamConfig) -> list[Finding]:
     for path in sorted(dags.rglob("*.py")):
         uses += uses_in_source(path.read_text(errors="replace"), str(path))
     base_pod = _base_pod(team.root)
+    pod_checks = _EffectivePodChecks(base_pod, ctx)
     for dag in bag.dags.values():
         for task in dag.tasks:
             uses += uses_on_task(task, dag.fileloc)
             if base_pod is not None:
-                findings += _check_effective_pod(task, base_pod, ctx)
+                findings += pod_checks.check(task)
     declared = {"connections": set(team.secrets.connections), "variables": set(team.secrets.variables)}
     findings += check_declared(uses, declared, str(team.root / SECRETS_FILE))
     return [_with_line(f) for f in findings]
@@ -103,28 +104,48 @@ def _base_pod(root: Path) -> Any:
     return PodGenerator.deserialize_model_file(str(path)) if path.exists() else None
 
 
-def _check_effective_pod(task: Any, base_pod: Any, ctx: TeamContext) -> list[Finding]:
-    """The pod the KubernetesExecutor would build for the task (the `generate-dag-yaml` path)."""
-    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+class _EffectivePodChecks:
+    """The pod the KubernetesExecutor would build for each task (the `generate-dag-yaml` path).
 
-    where = {"dag_id": task.dag_id, "task_id": task.task_id, "file": task.dag.fileloc}
-    try:
-        pod = PodGenerator.construct_pod(
-            dag_id=task.dag_id,
-            task_id=task.task_id,
-            pod_id=f"{task.dag_id}-{task.task_id}"[:63],
-            try_number=1,
-            kube_image="ariel-check",
-            date=None,
-            args=[],
-            pod_override_object=PodGenerator.from_obj(task.executor_config),
-            base_worker_pod=base_pod,
-            namespace=ctx.namespace or "default",
-            scheduler_job_id="ariel-check",
-        )
-    except Exception as exc:  # a malformed executor_config is a finding, not a crash
-        return [Finding("ARL301", f"executor_config does not make a pod: {exc}", **where)]
-    return list(check_pod(pod, ctx, **where))
+    Resources and placement depend only on the base template and the task's pod_override, not on
+    the dag_id/task_id labels the executor adds, so tasks sharing an override (every task of a
+    profile) share one merge: building a pod deep-copies the Kubernetes models and is slow.
+    """
+
+    def __init__(self, base_pod: Any, ctx: TeamContext) -> None:
+        self.base_pod = base_pod
+        self.ctx = ctx
+        self._by_override: dict[int, tuple[Any, list[Finding]]] = {}
+
+    def check(self, task: Any) -> list[Finding]:
+        where = {"dag_id": task.dag_id, "task_id": task.task_id, "file": task.dag.fileloc}
+        config = task.executor_config
+        override = config.get("pod_override") if isinstance(config, dict) else config
+        key = id(override)
+        if key not in self._by_override:  # the override is kept alive with its result: ids stay unique
+            self._by_override[key] = (override, self._merge_and_check(task))
+        return [Finding(**{**f.__dict__, **where}) for f in self._by_override[key][1]]
+
+    def _merge_and_check(self, task: Any) -> list[Finding]:
+        from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+        try:
+            pod = PodGenerator.construct_pod(
+                dag_id=task.dag_id,
+                task_id=task.task_id,
+                pod_id=f"{task.dag_id}-{task.task_id}"[:63],
+                try_number=1,
+                kube_image="ariel-check",
+                date=None,
+                args=[],
+                pod_override_object=PodGenerator.from_obj(task.executor_config),
+                base_worker_pod=self.base_pod,
+                namespace=self.ctx.namespace or "default",
+                scheduler_job_id="ariel-check",
+            )
+        except Exception as exc:  # a malformed executor_config is a finding, not a crash
+            return [Finding("ARL301", f"executor_config does not make a pod: {exc}")]
+        return list(check_pod(pod, self.ctx))
 
 
 def _with_line(finding: Finding) -> Finding:
