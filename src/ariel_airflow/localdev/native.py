@@ -111,32 +111,47 @@ class NativeEngine:
                 ):
                     counts = launcher.wait_ready()
                 progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
-                for name in ("postgres", "pgbouncer"):
-                    with progress.step(f"starting {name}", f"{name} healthy"):
-                        self._wait(plan[name], self._start(plan[name], programs, user), state)
-                        if name == "postgres":
-                            _ensure_database(state)
-                migrate = plan["migrate"]
-                with progress.step(
-                    "migrating the metadata database (directly, not through PgBouncer)",
-                    "metadata database migrated",
-                ):
-                    if code := launcher.run(migrate.name, migrate.argv, migrate.env):
-                        self._fail(migrate, f"exited with code {code}")
-                airflow_services = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
-                progress.info("starting " + ", ".join(s.name for s in airflow_services))
-                started = {s.name: launcher.start_service(s.name, s.argv, s.env) for s in airflow_services}
+                self._start_database(plan, programs, user, state, progress)
+                started = self._start_airflow(launcher, plan, progress)
             finally:
                 launcher.close()
-            for svc in airflow_services:
+            for name, tracked in started.items():
                 t0 = time.monotonic()
-                self._wait(svc, started[svc.name], state)
-                progress.done(f"{svc.name} healthy", time.monotonic() - t0)
+                self._wait(plan[name], tracked, state)
+                progress.done(f"{name} healthy", time.monotonic() - t0)
         except BaseException:
             progress.failed("start-up failed; stopping what was started")
             self.down(purge=False)
             raise
         return state
+
+    def _start_database(
+        self,
+        plan: dict[str, Service],
+        programs: dict[str, Path],
+        user: str | None,
+        state: StackState,
+        progress: Progress,
+    ) -> None:
+        for name in ("postgres", "pgbouncer"):
+            with progress.step(f"starting {name}", f"{name} healthy"):
+                self._wait(plan[name], self._start(plan[name], programs, user), state)
+                if name == "postgres":
+                    _ensure_database(state)
+
+    def _start_airflow(
+        self, launcher: Launcher, plan: dict[str, Service], progress: Progress
+    ) -> dict[str, Tracked]:
+        """Migrate, then fork the long-running components; they are waited on by the caller."""
+        migrate = plan["migrate"]
+        with progress.step(
+            "migrating the metadata database (directly, not through PgBouncer)", "metadata database migrated"
+        ):
+            if code := launcher.run(migrate.name, migrate.argv, migrate.env):
+                self._fail(migrate, f"exited with code {code}")
+        components = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
+        progress.info("starting " + ", ".join(s.name for s in components))
+        return {s.name: launcher.start_service(s.name, s.argv, s.env) for s in components}
 
     def _prepare_state(self, ui_port: int, parallelism: int) -> StackState:
         previous = self.state() or StackState()
