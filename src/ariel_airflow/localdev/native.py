@@ -317,7 +317,12 @@ class NativeEngine:
                 continue
             tracked = self.table.get(svc.name)
             running = tracked is not None and tracked.alive()
-            healthy = running and self._probe(svc, state)()
+            if svc.health is Health.HEARTBEAT:  # one health report serves every component
+                healthy = running and _component_status(report, svc.heartbeat_key) == "healthy"
+            elif svc.health is Health.API:
+                healthy = running and report is not None
+            else:
+                healthy = running and self._probe(svc, state)()
             rows.append(
                 {
                     "service": svc.name,
