@@ -175,3 +175,21 @@ def test_cluster_policies_refuse_what_the_check_reports() -> None:
     assert (KIT_ROOT / "platform" / "config" / "airflow_local_settings.py").read_text().count(
         "from ariel_airflow.policies import dag_policy, pod_mutation_hook, task_policy"
     ) == 1
+
+
+def test_pod_mutation_hook_refuses_greedy_or_misplaced_pods(tmp_path: Path) -> None:
+    from airflow.exceptions import AirflowClusterPolicyViolation
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    from ariel_airflow import policies
+
+    repo = team_repo(tmp_path / "recon")
+    base = PodGenerator.deserialize_model_file(str(repo / "pod_templates" / "base-prod.yaml"))
+    policies.pod_mutation_hook(base)  # the team's own template is accepted
+    base.spec.containers[0].resources.limits["memory"] = "4Gi"  # 8x the 512Mi request
+    with pytest.raises(AirflowClusterPolicyViolation, match="ARL302"):
+        policies.pod_mutation_hook(base)
+    base.spec.containers[0].resources.limits["memory"] = "768Mi"
+    base.spec.service_account_name = "default"
+    with pytest.raises(AirflowClusterPolicyViolation, match="ARL401"):
+        policies.pod_mutation_hook(base)
