@@ -3,6 +3,8 @@
 import socket
 from pathlib import Path
 
+from ariel_airflow.localdev.state import free_port
+
 from conftest import copy_demo_team, no_traceback, run_ariel
 
 
@@ -22,7 +24,7 @@ def test_folder_without_dags_is_not_a_team_repo(workdir: Path) -> None:
 def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     (repo / ".local" / "variables.yaml").unlink()
-    result = run_ariel("local", "up", "--detach", "--team-repo", str(repo))
+    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))
     assert result.returncode == 2
     assert str(repo / ".local" / "variables.yaml") in result.stderr
     assert "missing" in result.stderr and "create it" in result.stderr
@@ -33,7 +35,7 @@ def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> Non
 def test_malformed_secrets_file_names_the_line(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     (repo / ".local" / "connections.yaml").write_text("demo_warehouse: http://h\nbad: [\n")
-    result = run_ariel("local", "up", "--detach", "--team-repo", str(repo))
+    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))
     assert result.returncode == 2
     assert "connections.yaml" in result.stderr and "line 2" in result.stderr
     assert no_traceback(result)
