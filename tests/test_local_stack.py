@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
-import psycopg
 import pytest
 
+from ariel_airflow.localdev.native import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 
 from conftest import ARIEL, DEMO_DAG, copy_demo_team, run_ariel, status_json
@@ -98,15 +98,7 @@ def test_failed_run_exits_nonzero_with_the_task_log(stack: tuple[Path, int]) -> 
 def test_every_component_talks_to_the_database_through_pgbouncer(stack: tuple[Path, int]) -> None:
     repo, _ = stack
     state = stack_state(repo)
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=state.pgbouncer_port,
-        dbname="pgbouncer",
-        user="airflow",
-        password=state.db_password,
-        autocommit=True,
-        prepare_threshold=None,
-    ) as admin:
+    with connect_db(state.pgbouncer_port, "pgbouncer", state, autocommit=True) as admin:
         cur = admin.execute("SHOW CLIENTS")
         columns = [c.name for c in cur.description]
         clients = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
@@ -115,13 +107,7 @@ def test_every_component_talks_to_the_database_through_pgbouncer(stack: tuple[Pa
     assert {"ariel-api-server", "ariel-scheduler", "ariel-dag-processor", "ariel-triggerer"} <= apps
     assert ("airflow", "transaction") in {(row[0], row[-1]) for row in pools}
     # Postgres itself sees only PgBouncer's server connections, never a component directly.
-    with psycopg.connect(
-        host="127.0.0.1",
-        port=state.postgres_port,
-        dbname="postgres",
-        user="airflow",
-        password=state.db_password,
-    ) as direct:
+    with connect_db(state.postgres_port, "postgres", state) as direct:
         ports = direct.execute(
             "SELECT client_port FROM pg_stat_activity WHERE datname = 'airflow' AND pid <> pg_backend_pid()"
         ).fetchall()

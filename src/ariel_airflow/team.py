@@ -69,6 +69,12 @@ class TeamConfig:
         )
 
 
+def read_answers(root: Path) -> dict | None:
+    """The copier answers of a team repository; None for a repository without them."""
+    path = root / ANSWERS_FILE
+    return _yaml(path, "run `copier update` to rewrite it") if path.is_file() else None
+
+
 def _yaml(path: Path, fix: str) -> dict:
     try:
         data = yaml.safe_load(path.read_text()) or {}

@@ -7,6 +7,7 @@ and the runner kills the whole process on an overall timeout).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -154,14 +155,19 @@ def _with_line(finding: Finding) -> Finding:
         return finding
     needle = finding.task_id or finding.dag_id
     patterns = [f'"{needle}"', f"'{needle}'", f"def {needle}("]
-    try:
-        lines = Path(finding.file).read_text(errors="replace").splitlines()
-    except OSError:
-        return finding
-    for number, text in enumerate(lines, 1):
+    for number, text in enumerate(_source_lines(finding.file), 1):
         if any(p in text for p in patterns):
             return Finding(**{**finding.__dict__, "line": number})
     return finding
+
+
+@functools.lru_cache(maxsize=1024)
+def _source_lines(file: str) -> tuple[str, ...]:
+    """A file's lines, read once however many findings point into it."""
+    try:
+        return tuple(Path(file).read_text(errors="replace").splitlines())
+    except OSError:
+        return ()
 
 
 def _key_line(path: Path, dotted: str) -> int | None:

@@ -360,7 +360,8 @@ class NativeEngine:
         return state
 
 
-def _connect(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:
+def connect_db(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:
+    """A connection to the stack's Postgres (or, on its port, PgBouncer) as the stack's user."""
     return psycopg.connect(
         host="127.0.0.1",
         port=port,
@@ -375,7 +376,7 @@ def _connect(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycop
 
 def _sql_ok(port: int, dbname: str, state: StackState) -> bool:
     try:
-        with _connect(port, dbname, state) as conn:
+        with connect_db(port, dbname, state) as conn:
             conn.execute("SELECT 1")
         return True
     except psycopg.Error:
@@ -383,7 +384,7 @@ def _sql_ok(port: int, dbname: str, state: StackState) -> bool:
 
 
 def _ensure_database(state: StackState) -> None:
-    with _connect(state.postgres_port, "postgres", state, autocommit=True) as conn:
+    with connect_db(state.postgres_port, "postgres", state, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 

@@ -6,9 +6,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from ariel_airflow.errors import UserError
+from ariel_airflow.team import ANSWERS_FILE, read_answers
 
 STATE_DIR_NAME = ".ariel"
 LOCAL_SECRETS_DIR = ".local"
@@ -52,17 +51,13 @@ class TeamRepo:
 
 def _team_name(root: Path) -> str:
     """The team name from the copier answers; the folder name for a repo without them."""
-    answers = root / ".copier-answers.yml"
-    if answers.is_file():
-        try:
-            data = yaml.safe_load(answers.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"not valid YAML: {exc}", where=str(answers)) from None
-        name = data.get("team_name") if isinstance(data, dict) else None
+    answers = read_answers(root)
+    if answers is not None:
+        name = answers.get("team_name")
         if not isinstance(name, str) or not DNS_LABEL.match(name):
             raise UserError(
                 f"team_name is {name!r}, not a DNS-1123 label",
-                where=f"{answers}: team_name",
+                where=f"{root / ANSWERS_FILE}: team_name",
                 fix="set team_name to lower-case letters, digits and dashes (at most 40)",
             )
         return name
