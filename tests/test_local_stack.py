@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from ariel_airflow.localdev.native import connect_db
+from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 
 from conftest import ARIEL, DEMO_DAG, copy_demo_team, run_ariel, status_json

@@ -1,5 +1,7 @@
 """ARIEL Airflow kit."""
 
-from importlib.metadata import version
+from pathlib import Path
 
-__version__ = version("ariel-airflow")
+# The file hatch reads too; read directly so the kit also works where it is mounted, not installed
+# (the Docker engine's containers).
+__version__ = (Path(__file__).parent / "VERSION").read_text().strip()

@@ -16,7 +16,6 @@ from rich.text import Text
 
 from ariel_airflow import __version__
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev import logs as service_logs
 from ariel_airflow.localdev.engines import engine_for_up, engine_of
 from ariel_airflow.localdev.progress import Progress, err_console
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
@@ -145,18 +144,8 @@ def local_logs(
     lines: Annotated[int, typer.Option("--lines", "-n", help="Lines of history to show.")] = 100,
 ) -> None:
     """Show (and follow) the services' logs."""
-    files = engine_of(TeamRepo.load(team_repo)).log_files()
-    if service is not None:
-        if service not in files:
-            raise UserError(
-                f"no log for service {service!r}",
-                fix=f"pick one of: {', '.join(files) or '(none yet)'}",
-            )
-        files = {service: files[service]}
-    service_logs.show(files, lines, out.out)
-    if follow:
-        with contextlib.suppress(KeyboardInterrupt):
-            service_logs.follow(files, out.out)
+    with contextlib.suppress(KeyboardInterrupt):
+        engine_of(TeamRepo.load(team_repo)).logs(service, lines, follow, out.out)
 
 
 @local.command("trigger")

@@ -5,22 +5,34 @@ from __future__ import annotations
 from typing import Literal
 
 from ariel_airflow.errors import UserError
+from ariel_airflow.localdev.docker_engine import DockerEngine, daemon_answers
 from ariel_airflow.localdev.native import NativeEngine
+from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.localdev.team_repo import TeamRepo
 
 EngineName = Literal["auto", "native", "docker"]
+ENGINES: dict[str, type[StackEngine]] = {"native": NativeEngine, "docker": DockerEngine}
 
 
-def engine_for_up(repo: TeamRepo, requested: EngineName) -> NativeEngine:
-    if requested == "docker":
+def engine_for_up(repo: TeamRepo, requested: EngineName) -> StackEngine:
+    """The requested engine; ``auto`` is Docker when a daemon answers, else native."""
+    name = requested if requested != "auto" else ("docker" if daemon_answers() else "native")
+    current = engine_of(repo)
+    try:
+        running = current.running_services() if current.name != name else []
+    except UserError:  # its Docker daemon is gone, and its stack with it
+        running = []
+    if running:
         raise UserError(
-            "the Docker engine is not available in this version of the kit",
-            fix="use `--engine native` (needs PostgreSQL server binaries and PgBouncer)",
+            f"the local stack of this repository is already running on the {current.name} engine "
+            f"({', '.join(running)})",
+            where=str(repo.root),
+            fix="stop it first with `ariel local down`",
         )
-    # 'auto' means native until the Docker engine exists.
-    return NativeEngine(repo)
+    return ENGINES[name](repo)
 
 
-def engine_of(repo: TeamRepo) -> NativeEngine:
-    """The engine that started the repository's stack (for status, logs, trigger, down)."""
-    return NativeEngine(repo)
+def engine_of(repo: TeamRepo) -> StackEngine:
+    """The engine that last started the repository's stack (for status, logs, trigger, down)."""
+    state = NativeEngine(repo).state()
+    return ENGINES.get(state.engine if state else "native", NativeEngine)(repo)

@@ -12,20 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-import psycopg
-
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import binaries
-from ariel_airflow.localdev.api import AirflowClient
+from ariel_airflow.localdev import logs as log_files
 from ariel_airflow.localdev.launcher import Launcher
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
 from ariel_airflow.localdev.progress import Progress
-from ariel_airflow.localdev.state import StackState, free_port, port_is_free
+from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine, component_status, connect_db, sql_ok
+from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import (
-    ADMIN_PASSWORD,
-    ADMIN_USER,
     DB_NAME,
     DB_USER,
     Health,
@@ -35,21 +31,12 @@ from ariel_airflow.localdev.topology import (
     services,
 )
 
-TIMEOUTS = {  # seconds until a service must be healthy
-    Health.POSTGRES: 60,
-    Health.PGBOUNCER: 30,
-    Health.API: 240,
-    Health.HEARTBEAT: 240,
-}
 
-
-class NativeEngine:
+class NativeEngine(StackEngine):
     name = "native"
 
     def __init__(self, repo: TeamRepo) -> None:
-        self.repo = repo
-        self.state_dir = repo.state_dir
-        self.state_file = self.state_dir / "stack.json"
+        super().__init__(repo)
         self.table = ProcessTable(self.state_dir / "run", self.state_dir / "logs")
 
     # -- model ----------------------------------------------------------------------------------
@@ -63,15 +50,8 @@ class NativeEngine:
             pgbouncer_dir=self.state_dir / "pgbouncer",
         )
 
-    def state(self) -> StackState | None:
-        return StackState.load(self.state_file)
-
     def services(self, state: StackState) -> list[Service]:
         return services(self.repo.team, state, self.layout())
-
-    def client(self, state: StackState | None = None) -> AirflowClient:
-        state = state or self._require_state()
-        return AirflowClient(f"http://127.0.0.1:{state.ui_port}", ADMIN_USER, ADMIN_PASSWORD)
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
@@ -91,7 +71,6 @@ class NativeEngine:
         user = binaries.unprivileged_user()
         if user:
             binaries.check_reachable(self.layout().pgdata, user)
-        self._make_state_dir()
         plan = {s.name: s for s in self.services(state)}
         try:
             self._write_files(list(plan.values()), user)
@@ -152,32 +131,6 @@ class NativeEngine:
         components = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
         progress.info("starting " + ", ".join(s.name for s in components))
         return {s.name: launcher.start_service(s.name, s.argv, s.env) for s in components}
-
-    def _prepare_state(self, ui_port: int, parallelism: int) -> StackState:
-        previous = self.state() or StackState()
-        if not port_is_free(ui_port):
-            raise UserError(
-                f"port {ui_port} is already in use on 127.0.0.1",
-                fix=f"stop what uses it or pick another port: `ariel local up --port {ui_port + 1}`",
-            )
-        postgres_port = free_port(previous.postgres_port, avoid={ui_port})
-        state = previous.model_copy(
-            update={
-                "engine": self.name,
-                "ui_port": ui_port,
-                "parallelism": parallelism,
-                "postgres_port": postgres_port,
-                "pgbouncer_port": free_port(previous.pgbouncer_port, avoid={ui_port, postgres_port}),
-            }
-        ).with_new_keys()
-        state.save(self.state_file)
-        return state
-
-    def _make_state_dir(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        ignore = self.state_dir / ".gitignore"
-        if not ignore.exists():
-            ignore.write_text("# created by ariel: local stack state, never committed\n*\n")
 
     def _write_files(self, plan: list[Service], user: str | None) -> None:
         for svc in plan:
@@ -259,21 +212,14 @@ class NativeEngine:
     def _probe(self, svc: Service, state: StackState) -> Callable[[], bool]:
         """A cheap, quiet health check for one service."""
         if svc.health is Health.POSTGRES:
-            return lambda: _sql_ok(state.postgres_port, "postgres", state)
+            return lambda: sql_ok(state.postgres_port, "postgres", state)
         if svc.health is Health.PGBOUNCER:
-            return lambda: _sql_ok(state.pgbouncer_port, DB_NAME, state)
+            return lambda: sql_ok(state.pgbouncer_port, DB_NAME, state)
         if svc.health is Health.API:
             return lambda: self.health_report(state) is not None
         if svc.health is Health.HEARTBEAT:
-            return lambda: _component_status(self.health_report(state), svc.heartbeat_key) == "healthy"
+            return lambda: component_status(self.health_report(state), svc.heartbeat_key) == "healthy"
         return lambda: False
-
-    def health_report(self, state: StackState) -> dict[str, Any] | None:
-        try:
-            with self.client(state) as client:
-                return client.health()
-        except (httpx.HTTPError, ValueError):
-            return None
 
     # -- watch, down, status, logs --------------------------------------------------------------
     def watch(self, state: StackState, poll: float = 2.0) -> str:
@@ -318,7 +264,7 @@ class NativeEngine:
             tracked = self.table.get(svc.name)
             running = tracked is not None and tracked.alive()
             if svc.health is Health.HEARTBEAT:  # one health report serves every component
-                healthy = running and _component_status(report, svc.heartbeat_key) == "healthy"
+                healthy = running and component_status(report, svc.heartbeat_key) == "healthy"
             elif svc.health is Health.API:
                 healthy = running and report is not None
             else:
@@ -332,64 +278,28 @@ class NativeEngine:
                     "health": "healthy" if healthy else ("unhealthy" if running else "stopped"),
                 }
             )
-        import_errors = None
-        if report is not None:
-            with self.client(state) as client:
-                import_errors = [
-                    {"file": e["filename"], "error": e["stack_trace"]} for e in client.import_errors()
-                ]
-        return {
-            "engine": self.name,
-            "team": self.repo.team,
-            "url": f"http://127.0.0.1:{state.ui_port}",
-            "services": rows,
-            "import_errors": import_errors,
-        }
+        return self._report(rows, state, report)
+
+    def running_services(self) -> list[str]:
+        return [t.name for t in self.table.running()]
 
     def log_files(self) -> dict[str, Path]:
         return {path.stem: path for path in sorted(self.table.log_dir.glob("*.log"))}
 
-    def _require_state(self) -> StackState:
-        state = self.state()
-        if state is None:
-            raise UserError(
-                "no local stack has been started for this repository",
-                where=str(self.repo.root),
-                fix="start one with `ariel local up`",
-            )
-        return state
-
-
-def connect_db(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:
-    """A connection to the stack's Postgres (or, on its port, PgBouncer) as the stack's user."""
-    return psycopg.connect(
-        host="127.0.0.1",
-        port=port,
-        dbname=dbname,
-        user=DB_USER,
-        password=state.db_password,
-        connect_timeout=3,
-        prepare_threshold=None,  # PgBouncer in transaction mode
-        **kwargs,
-    )
-
-
-def _sql_ok(port: int, dbname: str, state: StackState) -> bool:
-    try:
-        with connect_db(port, dbname, state) as conn:
-            conn.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
+    def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
+        files = self.log_files()
+        if service is not None:
+            if service not in files:
+                raise UserError(
+                    f"no log for service {service!r}", fix=f"pick one of: {', '.join(files) or '(none yet)'}"
+                )
+            files = {service: files[service]}
+        log_files.show(files, lines, write)
+        if follow:
+            log_files.follow(files, write)
 
 
 def _ensure_database(state: StackState) -> None:
     with connect_db(state.postgres_port, "postgres", state, autocommit=True) as conn:
         if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,)).fetchone() is None:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
-
-
-def _component_status(report: dict[str, Any] | None, key: str | None) -> str | None:
-    if not report or not key:
-        return None
-    return (report.get(key) or {}).get("status")

@@ -27,6 +27,7 @@ class StackState(BaseModel):
     jwt_secret: str = ""
     api_secret_key: str = ""
     fernet_key: str = ""
+    images: dict[str, str] = {}  # Docker engine: the image tags the stack was started with
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:

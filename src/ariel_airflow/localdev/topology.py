@@ -1,8 +1,9 @@
 """The local stack's topology, written once: services, order, commands, environment, health.
 
-The native engine runs these services as processes; the Docker engine (later) renders the same
-model into a compose file. Paths and host names come from a ``Layout`` so that one model serves
-both: on the host everything is ``127.0.0.1`` and real paths, in containers service names and mounts.
+The native engine runs these services as processes; the Docker engine renders the same model into
+``localdev/compose.yaml`` (``localdev/compose.py``). Paths and host names come from a ``Layout`` so
+that one model serves both: on the host everything is ``127.0.0.1`` and real paths, in containers
+service names and mounts. Ports are the same on the host and in the containers.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ class Service:
     stop_signal: int = signal.SIGTERM
     needs_unprivileged_user: bool = False  # Postgres and PgBouncer refuse to run as root
     heartbeat_key: str | None = None  # key of /api/v2/monitor/health for Health.HEARTBEAT
+    requires: tuple[str, ...] = ()  # services that must be healthy (or have succeeded) first
 
 
 def database_url(host: str, port: int, state: StackState, app: str) -> str:
@@ -88,6 +90,7 @@ def airflow_env(
         else (layout.pgbouncer_host, state.pgbouncer_port)
     )
     api_url = f"http://{layout.api_host}:{state.ui_port}"
+    browser_url = f"http://127.0.0.1:{state.ui_port}"  # what links and redirects in the UI point to
     return {
         "AIRFLOW_HOME": str(layout.airflow_home),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -101,7 +104,7 @@ def airflow_env(
         # Every component signs and checks task tokens with the same key, or tasks stay queued.
         "AIRFLOW__API_AUTH__JWT_SECRET": state.jwt_secret,
         "AIRFLOW__API__SECRET_KEY": state.api_secret_key,
-        "AIRFLOW__API__BASE_URL": api_url,
+        "AIRFLOW__API__BASE_URL": browser_url,
         "AIRFLOW__API__HOST": layout.bind_host,
         "AIRFLOW__API__PORT": str(state.ui_port),
         "AIRFLOW__API__WORKERS": "1",
@@ -142,7 +145,8 @@ def services(team: str, state: StackState, layout: Layout) -> list[Service]:
 
     def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
         env = airflow_env(team, state, layout, name, direct=health is Health.EXITS_ZERO)
-        return Service(name, ["airflow", *argv], health, env=env, heartbeat_key=key, **kw)
+        requires = kw.pop("requires", ("api-server",))
+        return Service(name, ["airflow", *argv], health, env=env, heartbeat_key=key, requires=requires, **kw)
 
     return [
         Service(
@@ -172,18 +176,20 @@ def services(team: str, state: StackState, layout: Layout) -> list[Service]:
             ["pgbouncer", str(layout.pgbouncer_dir / "pgbouncer.ini")],
             Health.PGBOUNCER,
             port=state.pgbouncer_port,
+            requires=("postgres",),
             files={
                 str(layout.pgbouncer_dir / "pgbouncer.ini"): pgbouncer_ini(state, layout),
                 str(layout.pgbouncer_dir / "userlist.txt"): f'"{DB_USER}" "{state.db_password}"\n',
             },
             needs_unprivileged_user=True,
         ),
-        airflow("migrate", ["db", "migrate"], Health.EXITS_ZERO),
+        airflow("migrate", ["db", "migrate"], Health.EXITS_ZERO, requires=("postgres",)),
         airflow(
             "api-server",
             ["api-server"],
             Health.API,
             port=state.ui_port,
+            requires=("migrate", "pgbouncer"),
             files={
                 str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD}),
                 # The platform's cluster policies: the local dag-processor refuses what CI refuses.

@@ -1,0 +1,289 @@
+"""The Docker engine: the stack's services as Compose containers (``localdev/compose.yaml``).
+
+Compose (``docker compose`` v2 or ``docker-compose`` 1.29) creates and removes the containers; the
+Docker SDK builds the images and reads the containers' state and logs, which both Compose versions
+label the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import queue
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from ariel_airflow.errors import UserError
+from ariel_airflow.localdev import compose
+from ariel_airflow.localdev.images import ensure_images
+from ariel_airflow.localdev.processes import tail
+from ariel_airflow.localdev.progress import Progress
+from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine
+from ariel_airflow.localdev.state import StackState
+from ariel_airflow.localdev.team_repo import TeamRepo
+from ariel_airflow.localdev.topology import Health, Service, services
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NO_DAEMON_FIX = "start Docker (Docker Desktop, or `sudo systemctl start docker`), or use `--engine native`"
+
+
+def daemon_answers() -> bool:
+    """Whether a Docker daemon and a Compose command are both available (for ``--engine auto``)."""
+    try:
+        docker.from_env(timeout=3).ping()
+    except docker.errors.DockerException:
+        return False
+    return compose_command() is not None
+
+
+def compose_command() -> list[str] | None:
+    """``docker compose`` (v2) when the plugin is there, else ``docker-compose`` (1.29)."""
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return ["docker-compose"] if shutil.which("docker-compose") else None
+
+
+class DockerEngine(StackEngine):
+    name = "docker"
+
+    def __init__(self, repo: TeamRepo) -> None:
+        super().__init__(repo)
+        self.docker_dir = self.state_dir / "docker"
+        # One Compose project per repository, even for two checkouts of the same team.
+        self.project = f"ariel-{repo.team}-{hashlib.sha256(str(repo.root).encode()).hexdigest()[:6]}"
+
+    # -- model ----------------------------------------------------------------------------------
+    def services(self, state: StackState) -> list[Service]:
+        return services(self.repo.team, state, compose.CONTAINER_LAYOUT)
+
+    @cached_property
+    def docker_client(self) -> docker.DockerClient:
+        try:
+            client = docker.from_env()
+            client.ping()
+        except docker.errors.DockerException as exc:
+            raise UserError(
+                f"no Docker daemon answers ({exc.__class__.__name__})", fix=NO_DAEMON_FIX
+            ) from None
+        return client
+
+    def containers(self) -> dict[str, Container]:
+        """This stack's containers (running or not), by service name."""
+        found = self.docker_client.containers.list(
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
+        )
+        return {c.labels[SERVICE_LABEL]: c for c in found}
+
+    def running_services(self) -> list[str]:
+        return [name for name, c in self.containers().items() if c.status in ("running", "restarting")]
+
+    # -- up -------------------------------------------------------------------------------------
+    def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
+        command = compose_command()
+        if command is None:
+            raise UserError("neither `docker compose` nor `docker-compose` is installed", fix=NO_DAEMON_FIX)
+        if running := self.running_services():
+            raise UserError(
+                f"the local stack of this repository is already running ({', '.join(running)})",
+                where=str(self.repo.root),
+                fix="see `ariel local status`, or stop it with `ariel local down`",
+            )
+        state = self._prepare_state(ui_port, parallelism)
+        self.docker_dir.mkdir(mode=0o700, exist_ok=True)
+        images = ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)
+        state = state.model_copy(update={"images": images})
+        state.save(self.state_file)
+        plan = self.services(state)
+        try:
+            self._write_files(plan)
+            log = self.docker_dir / "compose.log"
+            with log.open("w") as out:
+                starter = subprocess.Popen(
+                    self._compose_argv(command, "up", "--detach", "--no-build"),
+                    env=self._compose_env(state),
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+            for svc in plan:
+                started = "migrating the metadata database" if svc.health is Health.EXITS_ZERO else None
+                finished = "metadata database migrated" if started else f"{svc.name} healthy"
+                with progress.step(started or f"starting {svc.name}", finished):
+                    self._wait(svc, starter, log)
+            if starter.wait() != 0:
+                raise UserError(f"compose up failed. Last lines of {log}:\n{tail(log, 25)}")
+        except BaseException:
+            progress.failed("start-up failed; stopping what was started")
+            self.down(purge=False)
+            raise
+        return state
+
+    def _write_files(self, plan: list[Service]) -> None:
+        """Config files of the services, into the host folders mounted where the model wants them."""
+        for folder in compose.WRITTEN_DIRS.values():
+            (self.docker_dir / folder).mkdir(exist_ok=True)
+            # Read by the db image's postgres user; the folder above (0700) keeps other users out.
+            (self.docker_dir / folder).chmod(0o755)
+        for svc in plan:
+            for name, content in svc.files.items():
+                path = self._host_path(PurePosixPath(name))
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(content)
+                path.chmod(0o644)
+
+    def _host_path(self, container_path: PurePosixPath) -> Path:
+        for mount, folder in compose.WRITTEN_DIRS.items():
+            if container_path.is_relative_to(mount):
+                return self.docker_dir / folder / container_path.relative_to(mount)
+        raise ValueError(f"{container_path} is not in a folder the compose file mounts")
+
+    def _wait(self, svc: Service, starter: subprocess.Popen, log: Path) -> None:
+        deadline = time.monotonic() + TIMEOUTS[svc.health]
+        while True:
+            container = self.containers().get(svc.name)
+            if container is not None:
+                state = container.attrs["State"]
+                if svc.health is Health.EXITS_ZERO and state["Status"] == "exited":
+                    if state["ExitCode"] == 0:
+                        return
+                    self._fail(svc, container, f"exited with code {state['ExitCode']}")
+                if svc.health is not Health.EXITS_ZERO:
+                    health = (state.get("Health") or {}).get("Status")
+                    if health == "healthy":
+                        return
+                    if state["Status"] in ("exited", "dead") or health == "unhealthy":
+                        self._fail(
+                            svc, container, "exited during start-up" if health != "unhealthy" else health
+                        )
+            elif starter.poll() not in (None, 0):
+                raise UserError(f"compose up failed. Last lines of {log}:\n{tail(log, 25)}")
+            if time.monotonic() > deadline:
+                if container is None:
+                    raise UserError(
+                        f"{svc.name} was not created in time. Last lines of {log}:\n{tail(log, 25)}"
+                    )
+                self._fail(svc, container, f"not healthy after {TIMEOUTS[svc.health]}s")
+            time.sleep(0.5)
+
+    def _fail(self, svc: Service, container: Container, why: str) -> None:
+        last = container.logs(tail=25).decode(errors="replace")
+        raise UserError(
+            f"{svc.name} {why}. Last lines of its log:\n{last}",
+            fix=f"read the whole log with `ariel local logs {svc.name}`",
+        )
+
+    # -- watch, down, status, logs --------------------------------------------------------------
+    def watch(self, state: StackState, poll: float = 2.0) -> str:
+        names = [s.name for s in self.services(state) if s.health is not Health.EXITS_ZERO]
+        while True:
+            containers = self.containers()
+            for name in names:
+                if name not in containers or containers[name].status != "running":
+                    return name
+            time.sleep(poll)
+
+    def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
+        """Remove the containers (Compose stops them in dependency order); ``purge`` also the database."""
+        state = self.state()
+        order = [s.name for s in self.services(state or StackState())]
+        running = sorted(self.running_services(), key=lambda n: -order.index(n) if n in order else 0)
+        command = compose_command()
+        t0 = time.monotonic()
+        if command is not None and (self.containers() or purge):
+            args = ["down", "--volumes"] if purge else ["down"]
+            result = subprocess.run(
+                self._compose_argv(command, *args),
+                env=self._compose_env(state or StackState()),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise UserError(f"compose down failed:\n{result.stdout}{result.stderr}", where=self.project)
+        if progress and running:
+            progress.done(f"stopped {', '.join(running)}", time.monotonic() - t0)
+        if purge and self.state_dir.exists():
+            shutil.rmtree(self.state_dir)
+        return running
+
+    def status(self) -> dict[str, Any]:
+        state = self._require_state()
+        report = self.health_report(state)
+        containers = self.containers()
+        rows = []
+        for svc in self.services(state):
+            if svc.health is Health.EXITS_ZERO:
+                continue
+            container = containers.get(svc.name)
+            running = container is not None and container.status == "running"
+            health = (container.attrs["State"].get("Health") or {}).get("Status") if running else None
+            rows.append(
+                {
+                    "service": svc.name,
+                    "running": running,
+                    "pid": container.attrs["State"]["Pid"] if running else None,
+                    "container": container.name if container else None,
+                    "port": svc.port,
+                    "health": "healthy" if health == "healthy" else ("unhealthy" if running else "stopped"),
+                }
+            )
+        return self._report(rows, state, report)
+
+    def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
+        containers = self.containers()
+        if service is not None:
+            if service not in containers:
+                raise UserError(
+                    f"no log for service {service!r}",
+                    fix=f"pick one of: {', '.join(containers) or '(none yet)'}",
+                )
+            containers = {service: containers[service]}
+        label = (lambda name, line: f"{name} | {line}") if len(containers) > 1 else (lambda name, line: line)
+        since = int(time.time())
+        for name, container in containers.items():
+            for line in container.logs(tail=lines).decode(errors="replace").splitlines():
+                write(label(name, line))
+        if follow:
+            _follow(containers, since, lambda name, line: write(label(name, line)))
+
+    # -- compose --------------------------------------------------------------------------------
+    def _compose_argv(self, command: list[str], *args: str) -> list[str]:
+        return [*command, "--file", str(compose.compose_file()), "--project-name", self.project, *args]
+
+    def _compose_env(self, state: StackState) -> dict[str, str]:
+        images = state.images or {"db": "ariel-local/db:none", "airflow": "ariel-local/airflow:none"}
+        variables = compose.variables(self.repo.team, state, self.repo.root, self.docker_dir, images)
+        return {**os.environ, **variables}
+
+
+def _follow(containers: dict[str, Container], since: int, write: Callable[[str, str], None]) -> None:
+    """Print new lines of every container's log as they come, until interrupted."""
+    lines: queue.Queue[tuple[str, str]] = queue.Queue()
+
+    def pump(name: str, container: Container) -> None:
+        buffer = b""
+        for chunk in container.logs(stream=True, follow=True, since=since):
+            buffer += chunk
+            *complete, buffer = buffer.split(b"\n")
+            for line in complete:
+                lines.put((name, line.decode(errors="replace")))
+
+    for name, container in containers.items():
+        threading.Thread(target=pump, args=(name, container), daemon=True).start()
+    while True:
+        try:
+            write(*lines.get(timeout=0.5))
+        except queue.Empty:
+            continue

@@ -1,0 +1,153 @@
+"""What every engine of the local stack shares: its state file, ports, the REST client, health."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+
+from ariel_airflow.errors import UserError
+from ariel_airflow.localdev.api import AirflowClient
+from ariel_airflow.localdev.progress import Progress
+from ariel_airflow.localdev.state import StackState, free_port, port_is_free
+from ariel_airflow.localdev.team_repo import TeamRepo
+from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, DB_USER, Health
+
+TIMEOUTS = {  # seconds until a service must be healthy
+    Health.POSTGRES: 60,
+    Health.PGBOUNCER: 30,
+    Health.EXITS_ZERO: 300,
+    Health.API: 240,
+    Health.HEARTBEAT: 240,
+}
+
+
+class StackEngine:
+    """Base of the native and Docker engines; the CLI uses only the public methods."""
+
+    name = ""
+
+    def __init__(self, repo: TeamRepo) -> None:
+        self.repo = repo
+        self.state_dir = repo.state_dir
+        self.state_file = self.state_dir / "stack.json"
+
+    # -- the engine's own part --------------------------------------------------------------------
+    def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
+        raise NotImplementedError
+
+    def watch(self, state: StackState, poll: float = 2.0) -> str:
+        """Block while every long-running service lives; return the name of the first one to die."""
+        raise NotImplementedError
+
+    def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
+        raise NotImplementedError
+
+    def status(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def running_services(self) -> list[str]:
+        raise NotImplementedError
+
+    def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
+        raise NotImplementedError
+
+    # -- shared -----------------------------------------------------------------------------------
+    def state(self) -> StackState | None:
+        return StackState.load(self.state_file)
+
+    def client(self, state: StackState | None = None) -> AirflowClient:
+        state = state or self._require_state()
+        return AirflowClient(f"http://127.0.0.1:{state.ui_port}", ADMIN_USER, ADMIN_PASSWORD)
+
+    def health_report(self, state: StackState) -> dict[str, Any] | None:
+        try:
+            with self.client(state) as client:
+                return client.health()
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def import_errors(self, state: StackState, report: dict[str, Any] | None) -> list[dict] | None:
+        if report is None:
+            return None
+        with self.client(state) as client:
+            return [{"file": e["filename"], "error": e["stack_trace"]} for e in client.import_errors()]
+
+    def _prepare_state(self, ui_port: int, parallelism: int) -> StackState:
+        """Ports and keys for this start (kept from the last start where possible), saved."""
+        previous = self.state() or StackState()
+        if not port_is_free(ui_port):
+            raise UserError(
+                f"port {ui_port} is already in use on 127.0.0.1",
+                fix=f"stop what uses it or pick another port: `ariel local up --port {ui_port + 1}`",
+            )
+        postgres_port = free_port(previous.postgres_port, avoid={ui_port})
+        state = previous.model_copy(
+            update={
+                "engine": self.name,
+                "ui_port": ui_port,
+                "parallelism": parallelism,
+                "postgres_port": postgres_port,
+                "pgbouncer_port": free_port(previous.pgbouncer_port, avoid={ui_port, postgres_port}),
+            }
+        ).with_new_keys()
+        self._make_state_dir()
+        state.save(self.state_file)
+        return state
+
+    def _make_state_dir(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ignore = self.state_dir / ".gitignore"
+        if not ignore.exists():
+            ignore.write_text("# created by ariel: local stack state, never committed\n*\n")
+
+    def _require_state(self) -> StackState:
+        state = self.state()
+        if state is None:
+            raise UserError(
+                "no local stack has been started for this repository",
+                where=str(self.repo.root),
+                fix="start one with `ariel local up`",
+            )
+        return state
+
+    def _report(self, rows: list[dict[str, Any]], state: StackState, report: dict | None) -> dict[str, Any]:
+        return {
+            "engine": self.name,
+            "team": self.repo.team,
+            "url": f"http://127.0.0.1:{state.ui_port}",
+            "services": rows,
+            "import_errors": self.import_errors(state, report),
+        }
+
+
+def component_status(report: dict[str, Any] | None, key: str | None) -> str | None:
+    """A component's status in the api-server's health report (``None`` when unknown)."""
+    if not report or not key:
+        return None
+    return (report.get(key) or {}).get("status")
+
+
+def connect_db(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:
+    """A connection to the stack's Postgres (or, on its port, PgBouncer) as the stack's user."""
+    return psycopg.connect(
+        host="127.0.0.1",
+        port=port,
+        dbname=dbname,
+        user=DB_USER,
+        password=state.db_password,
+        connect_timeout=3,
+        prepare_threshold=None,  # PgBouncer in transaction mode
+        **kwargs,
+    )
+
+
+def sql_ok(port: int, dbname: str, state: StackState) -> bool:
+    try:
+        with connect_db(port, dbname, state) as conn:
+            conn.execute("SELECT 1")
+        return True
+    except psycopg.Error:
+        return False
