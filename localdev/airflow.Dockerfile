@@ -31,8 +31,11 @@ RUN python3 -m venv /opt/airflow-venv \
         -c /opt/ariel/build/constraints.txt -r /opt/ariel/build/requirements.txt \
     && pip uninstall -y uv
 
-# The kit is mounted here; Airflow runs as the host user, so HOME must be writable by anyone.
+# The kit is mounted here. Airflow runs as the host user's uid, which has no passwd entry in the
+# image: HOME must be writable by anyone, and getpass.getuser() reads USER.
 ENV PYTHONPATH=/opt/ariel/kit \
     HOME=/tmp \
+    USER=airflow \
+    LOGNAME=airflow \
     AIRFLOW_HOME=/opt/airflow
 WORKDIR /opt/airflow

@@ -15,10 +15,13 @@ KIT_ROOT = Path(__file__).resolve().parents[1]
 ARIEL = [sys.executable, "-m", "ariel_airflow"]
 
 
-def run_ariel(*args: str, cwd: Path | None = None, timeout: float = 900) -> subprocess.CompletedProcess:
+def run_ariel(
+    *args: str, cwd: Path | None = None, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [*ARIEL, *args],
         cwd=cwd,
+        env={**os.environ, **env} if env else None,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -53,6 +56,28 @@ def status_json(repo: Path) -> dict:
 
 def no_traceback(result: subprocess.CompletedProcess) -> bool:
     return "Traceback" not in result.stderr and "Traceback" not in result.stdout
+
+
+# The tests remove their own containers; Ryuk, testcontainers' reaper, is an image from a registry.
+os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def docker_client():  # noqa: ANN201 - docker is imported lazily
+    """The Docker SDK's client. Without a daemon the Docker tests are skipped with the reason, or
+    fail when ARIEL_REQUIRE_DOCKER is set (CI, where they must run)."""
+    import docker
+    import requests
+
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        reason = f"no Docker daemon answers ({exc.__class__.__name__}: {exc})"
+        if os.environ.get("ARIEL_REQUIRE_DOCKER"):
+            pytest.fail(reason + "; ARIEL_REQUIRE_DOCKER is set")
+        pytest.skip(reason)
+    return client
 
 
 @pytest.fixture(autouse=True)

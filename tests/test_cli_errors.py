@@ -9,14 +9,14 @@ from conftest import copy_demo_team, no_traceback, run_ariel
 
 
 def test_unknown_team_repo(workdir: Path) -> None:
-    result = run_ariel("local", "up", "--detach", "--team-repo", str(workdir / "nope"))
+    result = run_ariel("local", "up", "--engine", "native", "--detach", "--team-repo", str(workdir / "nope"))
     assert result.returncode == 2
     assert "team repository not found" in result.stderr
     assert no_traceback(result)
 
 
 def test_folder_without_dags_is_not_a_team_repo(workdir: Path) -> None:
-    result = run_ariel("local", "up", "--detach", "--team-repo", str(workdir))
+    result = run_ariel("local", "up", "--engine", "native", "--detach", "--team-repo", str(workdir))
     assert result.returncode == 2
     assert "no dags/ folder" in result.stderr and "fix:" in result.stderr
 
@@ -24,7 +24,9 @@ def test_folder_without_dags_is_not_a_team_repo(workdir: Path) -> None:
 def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     (repo / ".local" / "variables.yaml").unlink()
-    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
     assert result.returncode == 2
     assert str(repo / ".local" / "variables.yaml") in result.stderr
     assert "missing" in result.stderr and "create it" in result.stderr
@@ -35,7 +37,9 @@ def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> Non
 def test_malformed_secrets_file_names_the_line(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     (repo / ".local" / "connections.yaml").write_text("demo_warehouse: http://h\nbad: [\n")
-    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
     assert result.returncode == 2
     assert "connections.yaml" in result.stderr and "line 2" in result.stderr
     assert no_traceback(result)
@@ -48,7 +52,9 @@ def test_taken_ui_port_is_refused_before_anything_starts(workdir: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         port = sock.getsockname()[1]
-        result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
+        result = run_ariel(
+            "local", "up", "--engine", "native", "--detach", "--port", str(port), "--team-repo", str(repo)
+        )
     assert result.returncode == 2
     assert f"port {port} is already in use" in result.stderr
     assert f"--port {port + 1}" in result.stderr
@@ -69,8 +75,18 @@ def test_trigger_rejects_conf_that_is_not_a_json_object(workdir: Path) -> None:
     assert "--conf" in result.stderr and "JSON object" in result.stderr
 
 
-def test_docker_engine_is_not_there_yet(workdir: Path) -> None:
+def test_docker_engine_without_a_daemon_says_how_to_go_on(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
-    result = run_ariel("local", "up", "--engine", "docker", "--team-repo", str(repo))
+    result = run_ariel(
+        "local",
+        "up",
+        "--engine",
+        "docker",
+        "--team-repo",
+        str(repo),
+        env={"DOCKER_HOST": f"unix://{workdir}/no-daemon.sock"},
+    )
     assert result.returncode == 2
-    assert "--engine native" in result.stderr
+    assert "no Docker daemon answers" in result.stderr and "--engine native" in result.stderr
+    assert no_traceback(result)
+    assert not (repo / ".ariel").exists()  # nothing written

@@ -44,7 +44,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]
     repo = copy_demo_team(base / "team-demo")
     (repo / "dags" / "demo_fails.py").write_text(FAILING_DAG)
     port = free_port()
-    result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(port), "--team-repo", str(repo)
+    )
     assert result.returncode == 0, result.stderr
     yield repo, port
     run_ariel("local", "down", "--purge", "--team-repo", str(repo))
@@ -172,7 +174,9 @@ def test_the_local_dag_processor_refuses_what_ariel_check_refuses(stack: tuple[P
 
 def test_second_up_of_a_running_stack_is_refused(stack: tuple[Path, int]) -> None:
     repo, _ = stack
-    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(repo))
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
     assert result.returncode == 2
     assert "already running" in result.stderr
 
@@ -180,7 +184,9 @@ def test_second_up_of_a_running_stack_is_refused(stack: tuple[Path, int]) -> Non
 def test_two_team_repositories_run_side_by_side(stack: tuple[Path, int]) -> None:
     repo, _ = stack
     other = copy_demo_team(repo.parent / "team-other")
-    result = run_ariel("local", "up", "--detach", "--port", str(free_port()), "--team-repo", str(other))
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(free_port()), "--team-repo", str(other)
+    )
     try:
         assert result.returncode == 0, result.stderr
         first, second = stack_state(repo), stack_state(other)
@@ -199,7 +205,7 @@ def _runs(repo: Path, dag_id: str) -> int:
 
     with NativeEngine(TeamRepo.load(repo)).client() as client:
         client.wait_for_dag(dag_id, timeout=120)  # a new database knows the DAG once it is parsed
-        return client._json("GET", f"/api/v2/dags/{dag_id}/dagRuns")["total_entries"]
+        return client.run_count(dag_id)
 
 
 def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
@@ -213,7 +219,7 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
 
     # Foreground `up`: history is back, and Ctrl-C stops everything.
     proc = subprocess.Popen(
-        [*ARIEL, "local", "up", "--port", str(port), "--team-repo", str(repo)],
+        [*ARIEL, "local", "up", "--engine", "native", "--port", str(port), "--team-repo", str(repo)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -238,7 +244,9 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
 
     assert run_ariel("local", "down", "--purge", "--team-repo", str(repo)).returncode == 0
     assert not (repo / ".ariel").exists()
-    result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(port), "--team-repo", str(repo)
+    )
     assert result.returncode == 0, result.stderr
     assert "database cluster created" in result.stderr
     assert _runs(repo, DEMO_DAG) == 0

@@ -97,6 +97,9 @@ class AirflowClient:
         run = self._json("POST", f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         return run["dag_run_id"]
 
+    def run_count(self, dag_id: str) -> int:
+        return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 1})["total_entries"]
+
     def run_state(self, dag_id: str, run_id: str) -> str:
         return self._json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")["state"]
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from ariel_airflow.errors import UserError
@@ -42,7 +43,7 @@ def daemon_answers() -> bool:
     """Whether a Docker daemon and a Compose command are both available (for ``--engine auto``)."""
     try:
         docker.from_env(timeout=3).ping()
-    except docker.errors.DockerException:
+    except (docker.errors.DockerException, requests.RequestException):
         return False
     return compose_command() is not None
 
@@ -74,7 +75,7 @@ class DockerEngine(StackEngine):
         try:
             client = docker.from_env()
             client.ping()
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.RequestException) as exc:
             raise UserError(
                 f"no Docker daemon answers ({exc.__class__.__name__})", fix=NO_DAEMON_FIX
             ) from None

@@ -47,7 +47,7 @@ class StackState(BaseModel):
         return self.model_copy(
             update={
                 "db_password": self.db_password or secrets.token_urlsafe(18),
-                "jwt_secret": self.jwt_secret or secrets.token_urlsafe(32),
+                "jwt_secret": self.jwt_secret or secrets.token_urlsafe(64),  # PyJWT warns below 64 bytes
                 "api_secret_key": self.api_secret_key or secrets.token_urlsafe(32),
                 "fernet_key": self.fernet_key or base64.urlsafe_b64encode(os.urandom(32)).decode(),
             }

@@ -1,0 +1,165 @@
+"""The Docker engine on a real daemon: images built here, Compose, the same commands as native."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ariel_airflow.localdev.docker_engine import DockerEngine
+from ariel_airflow.localdev.stack import connect_db
+from ariel_airflow.localdev.state import StackState, free_port
+from ariel_airflow.localdev.team_repo import TeamRepo
+
+from conftest import DEMO_DAG, copy_demo_team, run_ariel, status_json
+
+pytestmark = [pytest.mark.slow, pytest.mark.docker]
+
+SERVICES = ["postgres", "pgbouncer", "api-server", "scheduler", "dag-processor", "triggerer"]
+
+
+@pytest.fixture(scope="module")
+def docker_stack(docker_client) -> Iterator[tuple[Path, str]]:  # noqa: ANN001
+    """A demo team repository running on the Docker engine; yields it with ``up``'s progress output."""
+    base = Path(os.environ.get("ARIEL_TEST_DIR", "/tmp")) / f"ariel-docker-{os.getpid()}"
+    base.mkdir(mode=0o755, parents=True)
+    repo = copy_demo_team(base / "team-demo")
+    port = free_port()
+    result = run_ariel(
+        "local", "up", "--engine", "docker", "--detach", "--port", str(port), "--team-repo", str(repo)
+    )
+    assert result.returncode == 0, result.stderr
+    yield repo, result.stderr
+    run_ariel("local", "down", "--purge", "--team-repo", str(repo))
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def engine(repo: Path) -> DockerEngine:
+    return DockerEngine(TeamRepo.load(repo))
+
+
+def stack_state(repo: Path) -> StackState:
+    return StackState.model_validate_json((repo / ".ariel" / "stack.json").read_text())
+
+
+def test_up_reports_progress_and_every_service_healthy(docker_stack: tuple[Path, str]) -> None:
+    repo, progress = docker_stack
+    for line in ("postgres healthy", "pgbouncer healthy", "metadata database migrated", "triggerer healthy"):
+        assert line in progress
+    assert "Airflow is up" in progress
+    status = status_json(repo)
+    assert status["engine"] == "docker"
+    assert {row["service"]: row["health"] for row in status["services"]} == dict.fromkeys(SERVICES, "healthy")
+    assert status["import_errors"] == []
+    # Compose made exactly the model's services, and the one-shot migration succeeded.
+    containers = engine(repo).containers()
+    assert set(containers) == {*SERVICES, "migrate"}
+    assert containers["migrate"].attrs["State"]["ExitCode"] == 0
+
+
+def test_database_runs_unprivileged_and_airflow_as_the_host_user(docker_stack: tuple[Path, str]) -> None:
+    repo, _ = docker_stack
+    containers = engine(repo).containers()
+    for name in ("postgres", "pgbouncer"):
+        code, out = containers[name].exec_run(["id", "-u"])
+        assert code == 0 and out.strip() != b"0", name
+    assert containers["scheduler"].attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
+
+
+def test_demo_dag_reads_local_secrets_and_succeeds(docker_stack: tuple[Path, str]) -> None:
+    repo, _ = docker_stack
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    assert "succeeded" in result.stderr
+
+
+def test_every_airflow_connection_goes_through_pgbouncer(docker_stack: tuple[Path, str]) -> None:
+    repo, _ = docker_stack
+    state = stack_state(repo)
+    with connect_db(state.pgbouncer_port, "pgbouncer", state, autocommit=True) as admin:
+        cursor = admin.execute("SHOW CLIENTS")
+        names = [col.name for col in cursor.description]
+        apps = {dict(zip(names, row, strict=False))["application_name"] for row in cursor.fetchall()}
+        pools = admin.execute("SHOW POOLS").fetchall()
+    assert {"ariel-api-server", "ariel-scheduler", "ariel-dag-processor", "ariel-triggerer"} <= apps
+    assert any("transaction" in row for row in pools)
+    # Seen from Postgres, every session of the airflow database comes from the PgBouncer container.
+    containers = engine(repo).containers()
+    pgbouncer_ips = {
+        net["IPAddress"] for net in containers["pgbouncer"].attrs["NetworkSettings"]["Networks"].values()
+    }
+    query = (
+        "SELECT DISTINCT host(client_addr) FROM pg_stat_activity "
+        "WHERE datname = 'airflow' AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+    )
+    code, out = containers["postgres"].exec_run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(state.postgres_port),
+            "-U",
+            "airflow",
+            "-d",
+            "airflow",
+            "-tAc",
+            query,
+        ]
+    )
+    assert code == 0, out
+    sources = set(out.decode().split()) - {"127.0.0.1"}  # our own psql
+    assert sources and sources <= pgbouncer_ips
+
+
+def test_logs_of_one_service_and_a_clear_error_for_an_unknown_one(docker_stack: tuple[Path, str]) -> None:
+    repo, _ = docker_stack
+    result = run_ariel("local", "logs", "api-server", "-n", "50", "--team-repo", str(repo))
+    assert result.returncode == 0 and "status_code=200" in result.stdout
+    result = run_ariel("local", "logs", "nope", "--team-repo", str(repo))
+    assert result.returncode == 2 and "dag-processor" in result.stderr
+
+
+def test_db_image_follows_the_official_postgres_contract(docker_stack: tuple[Path, str]) -> None:
+    """testcontainers' PostgresContainer, made for the official image, drives ours unchanged."""
+    from testcontainers.community.postgres import PostgresContainer
+
+    repo, _ = docker_stack
+    image = stack_state(repo).images["db"]
+    with PostgresContainer(image, username="tc", password="s3cret", dbname="tcdb", driver=None) as pg:
+        with psycopg.connect(pg.get_connection_url()) as conn:
+            assert conn.execute("SELECT current_user, current_database()").fetchone() == ("tc", "tcdb")
+        code, out = pg.exec(["pgbouncer", "--version"])
+        assert code == 0 and b"PgBouncer" in out
+
+
+def test_down_keeps_history_and_purge_forgets(docker_stack: tuple[Path, str], docker_client) -> None:  # noqa: ANN001
+    repo, _ = docker_stack
+    stack = engine(repo)
+    with stack.client() as client:
+        before = client.run_count(DEMO_DAG)
+    assert before >= 1
+    result = run_ariel("local", "down", "--team-repo", str(repo))
+    assert result.returncode == 0 and "stopped" in result.stderr
+    assert stack.containers() == {}
+
+    port = stack_state(repo).ui_port
+    result = run_ariel(
+        "local", "up", "--engine", "docker", "--detach", "--port", str(port), "--team-repo", str(repo)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "is up to date" in result.stderr  # the images are not rebuilt
+    with stack.client() as client:
+        client.wait_for_dag(DEMO_DAG, timeout=120)
+        assert client.run_count(DEMO_DAG) == before
+
+    volume = f"{stack.project}_pgdata"
+    assert docker_client.volumes.list(filters={"name": volume})
+    assert run_ariel("local", "down", "--purge", "--team-repo", str(repo)).returncode == 0
+    assert not docker_client.volumes.list(filters={"name": volume})
+    assert not (repo / ".ariel").exists()
+    assert stack.containers() == {}
