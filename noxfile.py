@@ -57,6 +57,13 @@ def local(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def compose(session: nox.Session) -> None:
+    """Regenerate localdev/compose.yaml from the stack model (a test fails while it is stale)."""
+    install_kit(session)
+    session.run("python", "-m", "ariel_airflow.localdev.compose")
+
+
+@nox.session(python="3.11", default=False)
 def lock(session: nox.Session) -> None:
     """Re-pin every dependency into constraints.txt (after changing pyproject.toml)."""
     session.install("uv")

@@ -2,10 +2,14 @@
 
 For each: (a) seconds from start to healthy (from scratch: new database), (b) seconds from
 triggering the demo DAG to its success, (c) memory (PSS, MiB) of all the stack's processes at idle.
-The last line printed is one JSON object with the figures and the ratios ours/standalone.
-Targets: healthy <= 1.0, first_dag <= 1.0, memory <= 0.5.
+The last line printed is one JSON object with the figures, under keys that name the engine
+(``native_``, ``docker_``, ``standalone_``), and the ratios of each engine to standalone.
+Targets (native): healthy <= 1.0, first_dag <= 1.0, memory <= 0.5.
 
-    python bench/local_stack.py [--idle-seconds 20]
+    python bench/local_stack.py [--engine docker] [--idle-seconds 20]
+
+``--engine docker`` adds the Docker engine (its images are built first, timed apart as
+``docker_image_build_s``; memory is the PSS of the containers' processes, not of the daemon).
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from pathlib import Path
 import psutil
 
 from ariel_airflow.localdev.api import AirflowClient
+from ariel_airflow.localdev.docker_engine import DockerEngine
+from ariel_airflow.localdev.images import ensure_images
 from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.processes import pss_bytes
+from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import free_port
 from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, SECRETS_BACKEND_CLASS
@@ -49,21 +56,42 @@ def idle_memory_mib(procs: list[psutil.Process], idle_seconds: float) -> float:
     return pss_bytes(procs) / MIB
 
 
-def measure_ariel(repo: Path, idle_seconds: float) -> dict[str, float]:
+def measure_ariel(repo: Path, engine_name: str, idle_seconds: float) -> dict[str, float]:
     port = free_port()
     ariel = [sys.executable, "-m", "ariel_airflow", "local"]
+    figures = {}
+    if engine_name == "docker":  # built once, outside the start-up time
+        t0 = time.monotonic()
+        ensure_images(
+            DockerEngine(TeamRepo.load(repo)).docker_client,
+            repo,
+            repo / ".ariel" / "docker" / "build",
+            Progress(),
+        )
+        figures["image_build_s"] = time.monotonic() - t0
     t0 = time.monotonic()
-    subprocess.run([*ariel, "up", "--detach", "--port", str(port), "--team-repo", str(repo)], check=True)
+    subprocess.run(
+        [*ariel, "up", "--engine", engine_name, "--detach", "--port", str(port), "--team-repo", str(repo)],
+        check=True,
+    )
     healthy = time.monotonic() - t0
-    engine = NativeEngine(TeamRepo.load(repo))
     try:
+        if engine_name == "docker":
+            engine = DockerEngine(TeamRepo.load(repo))
+            procs = [
+                psutil.Process(c.attrs["State"]["Pid"])
+                for c in engine.containers().values()
+                if c.status == "running"
+            ]
+        else:
+            engine = NativeEngine(TeamRepo.load(repo))
+            procs = [p for t in engine.table.running() if (p := t.process())]
         with engine.client() as client:
             first = first_dag_seconds(client)
-        procs = [p for t in engine.table.running() if (p := t.process())]
         memory = idle_memory_mib(procs, idle_seconds)
     finally:
         subprocess.run([*ariel, "down", "--purge", "--team-repo", str(repo)], check=True)
-    return {"healthy_s": healthy, "first_dag_s": first, "memory_mib": memory}
+    return {"healthy_s": healthy, "first_dag_s": first, "memory_mib": memory, **figures}
 
 
 def measure_standalone(repo: Path, workdir: Path, idle_seconds: float) -> dict[str, float]:
@@ -127,29 +155,37 @@ def _all_healthy(client: AirflowClient) -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--idle-seconds", type=float, default=20, help="idle time before memory is read")
+    parser.add_argument(
+        "--engine",
+        choices=["native", "docker"],
+        action="append",
+        default=[],
+        help="docker: add the Docker engine",
+    )
     args = parser.parse_args()
+    engines = ["native", *(e for e in args.engine if e != "native")]
     workdir = Path(tempfile.mkdtemp(prefix="ariel-bench-"))
     workdir.chmod(0o755)  # Postgres runs unprivileged when this runs as root
+    results = {}
     try:
         repo = generate_team_repo(workdir / "team-demo", "demo")
-        ours = measure_ariel(repo, args.idle_seconds)
-        for key, value in ours.items():
-            print(f"ariel native   {key:12} {value:8.1f}")
+        for name in engines:
+            results[name] = measure_ariel(repo, name, args.idle_seconds)
+            for key, value in results[name].items():
+                print(f"ariel {name:9}{key:14} {value:8.1f}")
         theirs = measure_standalone(repo, workdir, args.idle_seconds)
         for key, value in theirs.items():
-            print(f"standalone     {key:12} {value:8.1f}")
+            print(f"standalone     {key:14} {value:8.1f}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    ratios = {
-        "healthy": ours["healthy_s"] / theirs["healthy_s"],
-        "first_dag": ours["first_dag_s"] / theirs["first_dag_s"],
-        "memory": ours["memory_mib"] / theirs["memory_mib"],
-    }
-    for key, value in ratios.items():
-        print(f"ratio          {key:12} {value:8.2f}")
-    figures = {f"native_{k}": round(v, 2) for k, v in ours.items()}
+    figures, ratios = {}, {}
+    for name, ours in results.items():
+        figures |= {f"{name}_{k}": round(v, 2) for k, v in ours.items()}
+        for key, unit in (("healthy", "_s"), ("first_dag", "_s"), ("memory", "_mib")):
+            ratios[f"{name}_{key}"] = round(ours[key + unit] / theirs[key + unit], 3)
+            print(f"ratio {name:9}{key:14} {ratios[f'{name}_{key}']:8.2f}")
     figures |= {f"standalone_{k}": round(v, 2) for k, v in theirs.items()}
-    print(json.dumps({"figures": figures, "ratios": {k: round(v, 3) for k, v in ratios.items()}}))
+    print(json.dumps({"figures": figures, "ratios": ratios}))
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 from ariel_airflow.localdev.team_repo import TeamRepo
 
-from conftest import DEMO_DAG, copy_demo_team, run_ariel, status_json
+from conftest import DEMO_DAG, copy_demo_team, no_traceback, run_ariel, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -24,15 +24,15 @@ SERVICES = ["postgres", "pgbouncer", "api-server", "scheduler", "dag-processor",
 
 @pytest.fixture(scope="module")
 def docker_stack(docker_client) -> Iterator[tuple[Path, str]]:  # noqa: ANN001
-    """A demo team repository running on the Docker engine; yields it with ``up``'s progress output."""
+    """A demo team repository on the Docker engine, started with ``--engine auto`` (a daemon answers);
+    yields it with ``up``'s progress output."""
     base = Path(os.environ.get("ARIEL_TEST_DIR", "/tmp")) / f"ariel-docker-{os.getpid()}"
     base.mkdir(mode=0o755, parents=True)
     repo = copy_demo_team(base / "team-demo")
     port = free_port()
-    result = run_ariel(
-        "local", "up", "--engine", "docker", "--detach", "--port", str(port), "--team-repo", str(repo)
-    )
+    result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
+    assert "(docker engine)" in result.stderr
     yield repo, result.stderr
     run_ariel("local", "down", "--purge", "--team-repo", str(repo))
     shutil.rmtree(base, ignore_errors=True)
@@ -122,6 +122,30 @@ def test_logs_of_one_service_and_a_clear_error_for_an_unknown_one(docker_stack: 
     assert result.returncode == 0 and "status_code=200" in result.stdout
     result = run_ariel("local", "logs", "nope", "--team-repo", str(repo))
     assert result.returncode == 2 and "dag-processor" in result.stderr
+
+
+def test_second_up_is_refused_while_running(docker_stack: tuple[Path, str]) -> None:
+    repo, _ = docker_stack
+    result = run_ariel(
+        "local", "up", "--engine", "docker", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
+    assert result.returncode == 2 and "already running" in result.stderr
+    result = run_ariel(
+        "local", "up", "--engine", "native", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
+    assert result.returncode == 2 and "on the docker engine" in result.stderr
+
+
+def test_malformed_secrets_file_names_the_line_before_anything_starts(docker_client, workdir: Path) -> None:  # noqa: ANN001
+    repo = copy_demo_team(workdir / "team")
+    (repo / ".local" / "connections.yaml").write_text("demo_warehouse: http://h\nbad: [\n")
+    result = run_ariel(
+        "local", "up", "--engine", "docker", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
+    assert result.returncode == 2
+    assert "connections.yaml" in result.stderr and "line 2" in result.stderr
+    assert no_traceback(result)
+    assert engine(repo).containers() == {} and not (repo / ".ariel").exists()
 
 
 def test_db_image_follows_the_official_postgres_contract(docker_stack: tuple[Path, str]) -> None:

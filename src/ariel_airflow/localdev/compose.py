@@ -169,3 +169,8 @@ def _healthcheck(svc: Service, by_name: dict[str, Service]) -> dict:
         api = by_name["api-server"]
         test = ["CMD", "python3", str(HEALTHCHECK_SCRIPT), f"http://api-server:{api.port}", svc.heartbeat_key]
     return {"test": test, "interval": "2s", "timeout": "10s", "retries": 5, "start_period": "240s"}
+
+
+if __name__ == "__main__":  # `nox -s compose`: rewrite the committed file from the model
+    compose_file().write_text(render_text())
+    print(f"wrote {compose_file()}")

@@ -27,6 +27,7 @@ from docker.models.containers import Container
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import compose
 from ariel_airflow.localdev.images import ensure_images
+from ariel_airflow.localdev.local_secrets import finish_check, start_check
 from ariel_airflow.localdev.processes import tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine
@@ -102,6 +103,10 @@ class DockerEngine(StackEngine):
                 where=str(self.repo.root),
                 fix="see `ariel local status`, or stop it with `ariel local down`",
             )
+        # First, so that a typo in a secrets file is reported before minutes of image building.
+        with progress.step("checking the local secret files", "local secret files parse"):
+            counts = finish_check(start_check(self.repo.connections_file, self.repo.variables_file))
+        progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
         state = self._prepare_state(ui_port, parallelism)
         self.docker_dir.mkdir(mode=0o700, exist_ok=True)
         images = ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +71,32 @@ def _airflow_warnings_off() -> Iterator[None]:
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
+
+
+def start_check(connections_file: Path, variables_file: Path) -> subprocess.Popen:
+    """Run ``check_local_secrets`` in a child process: the CLI itself never imports Airflow."""
+    argv = [
+        sys.executable,
+        "-m",
+        "ariel_airflow.localdev.local_secrets",
+        str(connections_file),
+        str(variables_file),
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish_check(checker: subprocess.Popen, timeout: float = 120) -> dict[str, int]:
+    """The counts from ``start_check``, or its UserError raised here."""
+    out, err = checker.communicate(timeout=timeout)
+    reply = json.loads(out) if out.strip() else {"error": f"the check crashed:\n{err}"}
+    if "error" in reply:
+        raise UserError(reply["error"], where=reply.get("where"), fix=reply.get("fix"))
+    return reply
+
+
+if __name__ == "__main__":
+    try:
+        print(json.dumps(check_local_secrets(Path(sys.argv[1]), Path(sys.argv[2]))))
+    except UserError as exc:
+        print(json.dumps({"error": exc.message, "where": exc.where, "fix": exc.fix}))
+        sys.exit(2)

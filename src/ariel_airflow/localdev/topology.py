@@ -145,7 +145,7 @@ def services(team: str, state: StackState, layout: Layout) -> list[Service]:
 
     def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
         env = airflow_env(team, state, layout, name, direct=health is Health.EXITS_ZERO)
-        requires = kw.pop("requires", ("api-server",))
+        requires = kw.pop("requires", ("migrate", "pgbouncer"))  # all four start together, as natively
         return Service(name, ["airflow", *argv], health, env=env, heartbeat_key=key, requires=requires, **kw)
 
     return [
