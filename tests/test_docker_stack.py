@@ -145,7 +145,9 @@ def test_malformed_secrets_file_names_the_line_before_anything_starts(docker_cli
     assert result.returncode == 2
     assert "connections.yaml" in result.stderr and "line 2" in result.stderr
     assert no_traceback(result)
-    assert engine(repo).containers() == {} and not (repo / ".ariel").exists()
+    stack = engine(repo)
+    assert stack.containers() == {}
+    assert not docker_client.volumes.list(filters={"name": f"{stack.project}_pgdata"})
 
 
 def test_db_image_follows_the_official_postgres_contract(docker_stack: tuple[Path, str]) -> None:

@@ -103,17 +103,17 @@ class DockerEngine(StackEngine):
                 where=str(self.repo.root),
                 fix="see `ariel local status`, or stop it with `ariel local down`",
             )
-        # First, so that a typo in a secrets file is reported before minutes of image building.
-        with progress.step("checking the local secret files", "local secret files parse"):
-            counts = finish_check(start_check(self.repo.connections_file, self.repo.variables_file))
-        progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
-        state = self._prepare_state(ui_port, parallelism)
-        self.docker_dir.mkdir(mode=0o700, exist_ok=True)
-        images = ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)
-        state = state.model_copy(update={"images": images})
-        state.save(self.state_file)
-        plan = self.services(state)
+        first_start = self.state() is None
+        # Parsing the secret files imports Airflow, which takes seconds: overlap it with the rest.
+        checker = start_check(self.repo.connections_file, self.repo.variables_file)
+        starter: subprocess.Popen | None = None
         try:
+            state = self._prepare_state(ui_port, parallelism)
+            self.docker_dir.mkdir(mode=0o700, exist_ok=True)
+            images = ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)
+            state = state.model_copy(update={"images": images})
+            state.save(self.state_file)
+            plan = self.services(state)
             self._write_files(plan)
             log = self.docker_dir / "compose.log"
             with log.open("w") as out:
@@ -123,6 +123,9 @@ class DockerEngine(StackEngine):
                     stdout=out,
                     stderr=subprocess.STDOUT,
                 )
+            with progress.step("checking the local secret files", "local secret files parse"):
+                counts = finish_check(checker)
+            progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
             for svc in plan:
                 started = "migrating the metadata database" if svc.health is Health.EXITS_ZERO else None
                 finished = "metadata database migrated" if started else f"{svc.name} healthy"
@@ -131,8 +134,13 @@ class DockerEngine(StackEngine):
             if starter.wait() != 0:
                 raise UserError(f"compose up failed. Last lines of {log}:\n{tail(log, 25)}")
         except BaseException:
+            checker.kill()
+            if starter is not None and starter.poll() is None:  # let it stop creating containers
+                starter.terminate()
+                starter.wait(60)
             progress.failed("start-up failed; stopping what was started")
-            self.down(purge=False)
+            # A failed first start leaves no database behind (the logs under .ariel/ stay).
+            self._compose_down(command, volumes=first_start)
             raise
         return state
 
@@ -202,27 +210,27 @@ class DockerEngine(StackEngine):
 
     def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
         """Remove the containers (Compose stops them in dependency order); ``purge`` also the database."""
-        state = self.state()
-        order = [s.name for s in self.services(state or StackState())]
+        order = [s.name for s in self.services(self.state() or StackState())]
         running = sorted(self.running_services(), key=lambda n: -order.index(n) if n in order else 0)
-        command = compose_command()
         t0 = time.monotonic()
-        if command is not None and (self.containers() or purge):
-            args = ["down", "--volumes"] if purge else ["down"]
-            result = subprocess.run(
-                self._compose_argv(command, *args),
-                env=self._compose_env(state or StackState()),
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if result.returncode != 0:
-                raise UserError(f"compose down failed:\n{result.stdout}{result.stderr}", where=self.project)
+        if (command := compose_command()) is not None and (purge or self.containers()):
+            self._compose_down(command, volumes=purge)
         if progress and running:
             progress.done(f"stopped {', '.join(running)}", time.monotonic() - t0)
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         return running
+
+    def _compose_down(self, command: list[str], *, volumes: bool) -> None:
+        result = subprocess.run(
+            self._compose_argv(command, "down", *(["--volumes"] if volumes else [])),
+            env=self._compose_env(self.state() or StackState()),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise UserError(f"compose down failed:\n{result.stdout}{result.stderr}", where=self.project)
 
     def status(self) -> dict[str, Any]:
         state = self._require_state()
