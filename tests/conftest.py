@@ -3,9 +3,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +38,29 @@ def workdir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+class ForegroundUp:
+    """``ariel local up`` in the foreground, as a user runs it, stopped with Ctrl-C (SIGINT)."""
+
+    def __init__(self, *args: str, log: Path) -> None:
+        self.log = log
+        with log.open("w") as err:
+            self.proc = subprocess.Popen(
+                [*ARIEL, "local", "up", *args], stdout=subprocess.DEVNULL, stderr=err
+            )
+
+    def wait_until_up(self, timeout: float = 300) -> None:
+        """Until ``up`` says the stack is up and waits for Ctrl-C (not merely until it is healthy)."""
+        deadline = time.monotonic() + timeout
+        while "Press Ctrl-C to stop" not in self.log.read_text():
+            assert self.proc.poll() is None, self.log.read_text()
+            assert time.monotonic() < deadline, self.log.read_text()
+            time.sleep(1)
+
+    def ctrl_c(self, timeout: float = 120) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout), self.log.read_text()
 
 
 DEMO_DAG = "demo__daily_export"  # the example DAG of a team called "demo"

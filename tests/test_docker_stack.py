@@ -15,7 +15,7 @@ from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 from ariel_airflow.localdev.team_repo import TeamRepo
 
-from conftest import DEMO_DAG, copy_demo_team, no_traceback, run_ariel, status_json
+from conftest import DEMO_DAG, ForegroundUp, copy_demo_team, no_traceback, run_ariel, status_json
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -163,7 +163,10 @@ def test_db_image_follows_the_official_postgres_contract(docker_stack: tuple[Pat
         assert code == 0 and b"PgBouncer" in out
 
 
-def test_down_keeps_history_and_purge_forgets(docker_stack: tuple[Path, str], docker_client) -> None:  # noqa: ANN001
+def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
+    docker_stack: tuple[Path, str],
+    docker_client,  # noqa: ANN001
+) -> None:
     repo, _ = docker_stack
     stack = engine(repo)
     with stack.client() as client:
@@ -173,19 +176,22 @@ def test_down_keeps_history_and_purge_forgets(docker_stack: tuple[Path, str], do
     assert result.returncode == 0 and "stopped" in result.stderr
     assert stack.containers() == {}
 
+    # Foreground `up`: the images are not rebuilt, history is back, and Ctrl-C removes every container.
     port = stack_state(repo).ui_port
-    result = run_ariel(
-        "local", "up", "--engine", "docker", "--detach", "--port", str(port), "--team-repo", str(repo)
+    up = ForegroundUp(
+        "--engine", "docker", "--port", str(port), "--team-repo", str(repo), log=repo.parent / "up.log"
     )
-    assert result.returncode == 0, result.stderr
-    assert "is up to date" in result.stderr  # the images are not rebuilt
+    up.wait_until_up()
     with stack.client() as client:
         client.wait_for_dag(DEMO_DAG, timeout=120)
         assert client.run_count(DEMO_DAG) == before
+    code, err = up.ctrl_c()
+    assert code == 0, err
+    assert "is up to date" in err and "stopping" in err
+    assert stack.containers() == {}
 
     volume = f"{stack.project}_pgdata"
     assert docker_client.volumes.list(filters={"name": volume})
     assert run_ariel("local", "down", "--purge", "--team-repo", str(repo)).returncode == 0
     assert not docker_client.volumes.list(filters={"name": volume})
     assert not (repo / ".ariel").exists()
-    assert stack.containers() == {}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ import pytest
 from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 
-from conftest import ARIEL, DEMO_DAG, copy_demo_team, run_ariel, status_json
+from conftest import DEMO_DAG, ForegroundUp, copy_demo_team, run_ariel, status_json
 
 pytestmark = pytest.mark.slow
 
@@ -218,27 +217,14 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     assert not list((repo / ".ariel" / "run").glob("*.pid"))
 
     # Foreground `up`: history is back, and Ctrl-C stops everything.
-    proc = subprocess.Popen(
-        [*ARIEL, "local", "up", "--engine", "native", "--port", str(port), "--team-repo", str(repo)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    up = ForegroundUp(
+        "--engine", "native", "--port", str(port), "--team-repo", str(repo), log=repo.parent / "up.log"
     )
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        if (repo / ".ariel" / "run" / "triggerer.pid").exists():
-            try:
-                if all(r["health"] == "healthy" for r in status_json(repo)["services"]):
-                    break
-            except AssertionError:
-                pass
-        time.sleep(2)
-    assert proc.poll() is None, proc.communicate()[1]
+    up.wait_until_up()
     assert _runs(repo, DEMO_DAG) == before
     pids = [json.loads(p.read_text())["pid"] for p in (repo / ".ariel" / "run").glob("*.pid")]
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
+    code, err = up.ctrl_c()
+    assert code == 0, err
     assert "stopping" in err
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in pids)
 
