@@ -24,10 +24,12 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/airflow-venv/bin:$PATH
 
+# Bytecode is compiled here, once: a container's own writes are lost with it, so without this
+# every start of every component would compile Airflow again.
 COPY requirements.txt constraints.txt /opt/ariel/build/
 RUN python3 -m venv /opt/airflow-venv \
     && pip install --no-cache-dir uv \
-    && uv pip install --no-cache --python /opt/airflow-venv/bin/python \
+    && uv pip install --no-cache --compile-bytecode --python /opt/airflow-venv/bin/python \
         -c /opt/ariel/build/constraints.txt -r /opt/ariel/build/requirements.txt \
     && pip uninstall -y uv
 
