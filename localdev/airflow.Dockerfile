@@ -7,6 +7,7 @@ FROM ${BASE_IMAGE}
 
 # A registry mirror for Python packages, when PyPI is not reachable directly.
 ARG PIP_INDEX_URL=https://pypi.org/simple
+ARG UV_VERSION=0.13.9
 
 # Extra CA certificates (PEM, *.crt in certs/) for TLS-intercepting proxies, trusted by apt, pip and uv.
 COPY certs/ /usr/local/share/ca-certificates/extra/
@@ -20,7 +21,7 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
     PIP_INDEX_URL=${PIP_INDEX_URL} \
     UV_DEFAULT_INDEX=${PIP_INDEX_URL} \
-    UV_NATIVE_TLS=1 \
+    NO_COLOR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/airflow-venv/bin:$PATH
 
@@ -28,7 +29,7 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
 # every start of every component would compile Airflow again.
 COPY requirements.txt constraints.txt /opt/ariel/build/
 RUN python3 -m venv /opt/airflow-venv \
-    && pip install --no-cache-dir uv \
+    && pip install --no-cache-dir "uv==${UV_VERSION}" \
     && uv pip install --no-cache --compile-bytecode --python /opt/airflow-venv/bin/python \
         -c /opt/ariel/build/constraints.txt -r /opt/ariel/build/requirements.txt \
     && pip uninstall -y uv

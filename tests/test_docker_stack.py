@@ -195,3 +195,30 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     assert run_ariel("local", "down", "--purge", "--team-repo", str(repo)).returncode == 0
     assert not docker_client.volumes.list(filters={"name": volume})
     assert not (repo / ".ariel").exists()
+
+
+def test_team_requirements_go_into_the_airflow_image_context(workdir: Path) -> None:
+    from ariel_airflow.localdev.images import airflow_requirements, kit_requirements
+
+    repo = copy_demo_team(workdir / "team")
+    (repo / "requirements.txt").write_text("humanize==4.9.0\n")
+    lines = airflow_requirements(repo).decode().splitlines()
+    assert "humanize==4.9.0" in lines
+    assert any(line.startswith("apache-airflow==3.3.2") for line in lines)
+    assert set(kit_requirements()) <= set(lines)
+
+
+def test_a_failed_image_build_names_its_log_and_the_settings_that_help(docker_client, workdir: Path) -> None:  # noqa: ANN001
+    repo = copy_demo_team(workdir / "team")
+    (repo / "requirements.txt").write_text("ariel-no-such-package-7f3a==1.0\n")
+    containers_before = {c.id for c in docker_client.containers.list(all=True)}
+    result = run_ariel(
+        "local", "up", "--engine", "docker", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
+    )
+    assert result.returncode == 2, result.stderr
+    assert "building ariel-local/airflow" in result.stderr and "ariel-no-such-package-7f3a" in result.stderr
+    assert "ARIEL_PIP_INDEX_URL" in result.stderr
+    assert (repo / ".ariel" / "docker" / "build" / "airflow.build.log").is_file()
+    assert no_traceback(result)
+    # No stack container, and no container of the failed build step either.
+    assert {c.id for c in docker_client.containers.list(all=True)} == containers_before

@@ -31,6 +31,7 @@ from ariel_airflow.localdev.progress import Progress
 DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 STEP = re.compile(r"^Step \d+/\d+ : ")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def ensure_images(
             build_dir / "airflow",
             "airflow.Dockerfile",
             {
-                "requirements.txt": _airflow_requirements(repo_root),
+                "requirements.txt": airflow_requirements(repo_root),
                 "constraints.txt": _constraints(repo_root),
                 **{f"certs/{i}-{c.name}.crt": c.read_bytes() for i, c in enumerate(settings.ca_certs)},
             },
@@ -97,7 +98,7 @@ def _asset(name: str) -> bytes:
     return (assets_dir() / name).read_bytes()
 
 
-def _airflow_requirements(repo_root: Path) -> bytes:
+def airflow_requirements(repo_root: Path) -> bytes:
     lines = ["# the kit's run-time requirements", *kit_requirements()]
     team = repo_root / "requirements.txt"
     if team.is_file():
@@ -151,9 +152,16 @@ def _build(
     t0 = time.monotonic()
     with log_path.open("w") as log:
         for chunk in client.api.build(
-            path=str(context), dockerfile=dockerfile, tag=tag, buildargs=build_args, rm=True, decode=True
+            path=str(context),
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs=build_args,
+            rm=True,
+            forcerm=True,
+            decode=True,
         ):
             if text := chunk.get("stream"):
+                text = ANSI.sub("", text)
                 log.write(text)
                 if STEP.match(text):
                     progress.info(f"[{time.monotonic() - t0:5.0f}s] {text.strip()[:100]}")
@@ -161,9 +169,10 @@ def _build(
                 log.write(error + "\n")
                 log.flush()
                 raise UserError(
-                    f"building {tag} failed: {error.strip()}\nLast lines of {log_path}:\n"
-                    + "".join(log_path.read_text().splitlines(keepends=True)[-15:]),
+                    f"building {tag} failed. Last lines of {log_path}:\n"
+                    + "".join(log_path.read_text().splitlines(keepends=True)[-12:]),
                     fix=(
+                        "a requirement that does not resolve is fixed in the team's requirements.txt; "
                         "without a reachable registry, build a base image with "
                         "`localdev/debootstrap-base.sh` and set ARIEL_BASE_IMAGE; behind a TLS-intercepting "
                         "proxy set ARIEL_EXTRA_CA_CERTS to its CA file; for a package mirror set "
