@@ -28,7 +28,6 @@ import psutil
 
 from ariel_airflow.localdev.api import AirflowClient
 from ariel_airflow.localdev.docker_engine import DockerEngine
-from ariel_airflow.localdev.images import ensure_images
 from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.processes import pss_bytes
 from ariel_airflow.localdev.progress import Progress
@@ -62,12 +61,7 @@ def measure_ariel(repo: Path, engine_name: str, idle_seconds: float) -> dict[str
     figures = {}
     if engine_name == "docker":  # built once, outside the start-up time
         t0 = time.monotonic()
-        ensure_images(
-            DockerEngine(TeamRepo.load(repo)).docker_client,
-            repo,
-            repo / ".ariel" / "docker" / "build",
-            Progress(),
-        )
+        DockerEngine(TeamRepo.load(repo)).build_images(Progress())
         figures["image_build_s"] = time.monotonic() - t0
     t0 = time.monotonic()
     subprocess.run(

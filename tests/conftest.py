@@ -10,8 +10,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
+
+from ariel_airflow.localdev.stack import connect_db
+from ariel_airflow.localdev.state import StackState
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
 ARIEL = [sys.executable, "-m", "ariel_airflow"]
@@ -98,11 +102,27 @@ def docker_client():  # noqa: ANN201 - docker is imported lazily
         client = docker.from_env()
         client.ping()
     except (docker.errors.DockerException, requests.RequestException) as exc:
-        reason = f"no Docker daemon answers ({exc.__class__.__name__}: {exc})"
-        if os.environ.get("ARIEL_REQUIRE_DOCKER"):
-            pytest.fail(reason + "; ARIEL_REQUIRE_DOCKER is set")
-        pytest.skip(reason)
+        docker_unavailable(f"no Docker daemon answers ({exc.__class__.__name__}: {exc})")
     return client
+
+
+def docker_unavailable(reason: str) -> NoReturn:
+    """Skip a Docker test with the reason; fail it where it must run (ARIEL_REQUIRE_DOCKER, as in CI)."""
+    if os.environ.get("ARIEL_REQUIRE_DOCKER"):
+        pytest.fail(reason + "; ARIEL_REQUIRE_DOCKER is set")
+    pytest.skip(reason)
+
+
+def pgbouncer_view(state: StackState) -> tuple[set[str], set[tuple[str, str]]]:
+    """Application names of PgBouncer's clients of the airflow database, and its (database, pool mode)s."""
+    with connect_db(state.pgbouncer_port, "pgbouncer", state, autocommit=True) as admin:
+        cur = admin.execute("SHOW CLIENTS")
+        columns = [c.name for c in cur.description]
+        clients = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
+        pools = admin.execute("SHOW POOLS").fetchall()
+    return {c["application_name"] for c in clients if c["database"] == "airflow"}, {
+        (r[0], r[-1]) for r in pools
+    }
 
 
 @pytest.fixture(autouse=True)

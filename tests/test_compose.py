@@ -12,7 +12,7 @@ from ariel_airflow.localdev.docker_engine import compose_command
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import services
 
-from conftest import KIT_ROOT
+from conftest import KIT_ROOT, docker_unavailable
 
 
 def test_committed_compose_file_is_the_rendered_model() -> None:
@@ -55,7 +55,7 @@ def test_every_component_shares_the_keys_and_the_execution_api() -> None:
 def test_compose_accepts_the_file(tmp_path) -> None:  # noqa: ANN001
     command = compose_command()
     if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
+        docker_unavailable("neither `docker compose` nor `docker-compose` is installed")
     state = StackState(postgres_port=5432, pgbouncer_port=6432).with_new_keys()
     images = {"db": "ariel-local/db:test", "airflow": "ariel-local/airflow:test"}
     env = compose.variables("demo", state, tmp_path, tmp_path / ".ariel" / "docker", images)

@@ -11,11 +11,18 @@ import psycopg
 import pytest
 
 from ariel_airflow.localdev.docker_engine import DockerEngine
-from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 from ariel_airflow.localdev.team_repo import TeamRepo
 
-from conftest import DEMO_DAG, ForegroundUp, copy_demo_team, no_traceback, run_ariel, status_json
+from conftest import (
+    DEMO_DAG,
+    ForegroundUp,
+    copy_demo_team,
+    no_traceback,
+    pgbouncer_view,
+    run_ariel,
+    status_json,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker]
 
@@ -80,13 +87,9 @@ def test_demo_dag_reads_local_secrets_and_succeeds(docker_stack: tuple[Path, str
 def test_every_airflow_connection_goes_through_pgbouncer(docker_stack: tuple[Path, str]) -> None:
     repo, _ = docker_stack
     state = stack_state(repo)
-    with connect_db(state.pgbouncer_port, "pgbouncer", state, autocommit=True) as admin:
-        cursor = admin.execute("SHOW CLIENTS")
-        names = [col.name for col in cursor.description]
-        apps = {dict(zip(names, row, strict=False))["application_name"] for row in cursor.fetchall()}
-        pools = admin.execute("SHOW POOLS").fetchall()
+    apps, pools = pgbouncer_view(state)
     assert {"ariel-api-server", "ariel-scheduler", "ariel-dag-processor", "ariel-triggerer"} <= apps
-    assert any("transaction" in row for row in pools)
+    assert ("airflow", "transaction") in pools
     # Seen from Postgres, every session of the airflow database comes from the PgBouncer container.
     containers = engine(repo).containers()
     pgbouncer_ips = {

@@ -15,7 +15,7 @@ import pytest
 from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 
-from conftest import DEMO_DAG, ForegroundUp, copy_demo_team, run_ariel, status_json
+from conftest import DEMO_DAG, ForegroundUp, copy_demo_team, pgbouncer_view, run_ariel, status_json
 
 pytestmark = pytest.mark.slow
 
@@ -99,14 +99,9 @@ def test_failed_run_exits_nonzero_with_the_task_log(stack: tuple[Path, int]) -> 
 def test_every_component_talks_to_the_database_through_pgbouncer(stack: tuple[Path, int]) -> None:
     repo, _ = stack
     state = stack_state(repo)
-    with connect_db(state.pgbouncer_port, "pgbouncer", state, autocommit=True) as admin:
-        cur = admin.execute("SHOW CLIENTS")
-        columns = [c.name for c in cur.description]
-        clients = [dict(zip(columns, row, strict=True)) for row in cur.fetchall()]
-        pools = admin.execute("SHOW POOLS").fetchall()
-    apps = {c["application_name"] for c in clients if c["database"] == "airflow"}
+    apps, pools = pgbouncer_view(state)
     assert {"ariel-api-server", "ariel-scheduler", "ariel-dag-processor", "ariel-triggerer"} <= apps
-    assert ("airflow", "transaction") in {(row[0], row[-1]) for row in pools}
+    assert ("airflow", "transaction") in pools
     # Postgres itself sees only PgBouncer's server connections, never a component directly.
     with connect_db(state.postgres_port, "postgres", state) as direct:
         ports = direct.execute(

@@ -90,7 +90,12 @@ class DockerEngine(StackEngine):
         return {c.labels[SERVICE_LABEL]: c for c in found}
 
     def running_services(self) -> list[str]:
-        return [name for name, c in self.containers().items() if c.status in ("running", "restarting")]
+        return _running(self.containers())
+
+    def build_images(self, progress: Progress) -> dict[str, str]:
+        """Tags of the stack's images, built first where missing (build logs in .ariel/docker/build/)."""
+        self.docker_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
@@ -109,8 +114,7 @@ class DockerEngine(StackEngine):
         starter: subprocess.Popen | None = None
         try:
             state = self._prepare_state(ui_port, parallelism)
-            self.docker_dir.mkdir(mode=0o700, exist_ok=True)
-            images = ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)
+            images = self.build_images(progress)
             state = state.model_copy(update={"images": images})
             state.save(self.state_file)
             plan = self.services(state)
@@ -211,9 +215,10 @@ class DockerEngine(StackEngine):
     def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
         """Remove the containers (Compose stops them in dependency order); ``purge`` also the database."""
         order = [s.name for s in self.services(self.state() or StackState())]
-        running = sorted(self.running_services(), key=lambda n: -order.index(n) if n in order else 0)
+        containers = self.containers()
+        running = sorted(_running(containers), key=lambda n: -order.index(n) if n in order else 0)
         t0 = time.monotonic()
-        if (command := compose_command()) is not None and (purge or self.containers()):
+        if (command := compose_command()) is not None and (purge or containers):
             self._compose_down(command, volumes=purge)
         if progress and running:
             progress.done(f"stopped {', '.join(running)}", time.monotonic() - t0)
@@ -280,6 +285,10 @@ class DockerEngine(StackEngine):
         images = state.images or {"db": "ariel-local/db:none", "airflow": "ariel-local/airflow:none"}
         variables = compose.variables(self.repo.team, state, self.repo.root, self.docker_dir, images)
         return {**os.environ, **variables}
+
+
+def _running(containers: dict[str, Container]) -> list[str]:
+    return [name for name, c in containers.items() if c.status in ("running", "restarting")]
 
 
 def _follow(containers: dict[str, Container], since: int, write: Callable[[str, str], None]) -> None:

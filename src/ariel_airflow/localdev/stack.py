@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
 
@@ -24,7 +25,7 @@ TIMEOUTS = {  # seconds until a service must be healthy
 }
 
 
-class StackEngine:
+class StackEngine(ABC):
     """Base of the native and Docker engines; the CLI uses only the public methods."""
 
     name = ""
@@ -35,24 +36,29 @@ class StackEngine:
         self.state_file = self.state_dir / "stack.json"
 
     # -- the engine's own part --------------------------------------------------------------------
+    @abstractmethod
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
-        raise NotImplementedError
+        """Start every service and return once all are healthy (stopping what started on failure)."""
 
+    @abstractmethod
     def watch(self, state: StackState, poll: float = 2.0) -> str:
         """Block while every long-running service lives; return the name of the first one to die."""
-        raise NotImplementedError
 
+    @abstractmethod
     def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
-        raise NotImplementedError
+        """Stop the stack, keeping the database unless ``purge``; return the services that were running."""
 
+    @abstractmethod
     def status(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """Each service's health, port and pid, and the DAG import errors (``_report``'s shape)."""
 
+    @abstractmethod
     def running_services(self) -> list[str]:
-        raise NotImplementedError
+        """Names of the services running now."""
 
+    @abstractmethod
     def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
-        raise NotImplementedError
+        """Write the last ``lines`` of one service's log (all when ``None``), then new lines if ``follow``."""
 
     # -- shared -----------------------------------------------------------------------------------
     def state(self) -> StackState | None:
