@@ -79,7 +79,7 @@ def test_catchup_explosion_names_the_number_of_runs(bad: tuple[Path, CheckResult
 
 def test_pod_template_typos_are_errors_not_silently_dropped(bad: tuple[Path, CheckResult]) -> None:
     repo, result = bad
-    (typo,) = find(result, "ARL301")
+    (typo,) = [f for f in find(result, "ARL301") if f.task_id is None]
     assert typo.file == str(repo / "pod_templates" / "base-test.yaml")
     assert "nodeSelectr" in typo.message and "did you mean 'nodeSelector'" in typo.message
     assert typo.line is not None
@@ -97,6 +97,18 @@ def test_pods_stay_in_the_team_namespace_with_its_service_account(bad: tuple[Pat
     messages = " ".join(f.message for f in find(result, "ARL401", task_id="elsewhere"))
     assert "kube-system" in messages and "'default'" in messages
     assert not find(result, "ARL401", task_id="with_profile")
+
+
+def test_a_task_with_its_own_pod_template_is_checked_for_placement(bad: tuple[Path, CheckResult]) -> None:
+    _, result = bad
+    messages = sorted(f.message for f in find(result, "ARL401", task_id="own_template"))
+    assert len(messages) == 4, messages  # namespace, two labels, service account
+    assert any("names no namespace" in m and "'airflow-recon'" in m for m in messages)
+    assert any("ariel.io/team: 'recon'" in m for m in messages)
+    assert any("'recon-tasks'" in m for m in messages)
+    assert not find(result, "ARL302", task_id="own_template")  # its resources are within the limits
+    (missing,) = find(result, "ARL301", task_id="missing_template")
+    assert "'/nowhere/pod.yaml' does not exist" in missing.message
 
 
 def test_undeclared_secrets_are_errors_and_unused_ones_warnings(bad: tuple[Path, CheckResult]) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from ariel_airflow.localdev.docker_engine import DockerEngine
 from ariel_airflow.localdev.state import StackState, free_port
-from ariel_airflow.localdev.team_repo import TeamRepo
+from ariel_airflow.team import TeamRepo
 
 from conftest import (
     DEMO_DAG,

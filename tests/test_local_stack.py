@@ -195,7 +195,7 @@ def test_two_team_repositories_run_side_by_side(stack: tuple[Path, int]) -> None
 
 def _runs(repo: Path, dag_id: str) -> int:
     from ariel_airflow.localdev.native import NativeEngine
-    from ariel_airflow.localdev.team_repo import TeamRepo
+    from ariel_airflow.team import TeamRepo
 
     with NativeEngine(TeamRepo.load(repo)).client() as client:
         client.wait_for_dag(dag_id, timeout=120)  # a new database knows the DAG once it is parsed

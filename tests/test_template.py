@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ariel_airflow.profiles import MAX_LIMIT_RATIO, load_profiles, parse_quantity
+from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
+from ariel_airflow.profiles import load_profiles, parse_quantity
 from ariel_airflow.template import generate_team_repo
 
 from conftest import KIT_ROOT
@@ -129,7 +130,7 @@ def test_pod_templates_are_what_the_executor_reads(workdir: Path) -> None:
         resources = PodGenerator.deserialize_model_file(str(path)).spec.containers[0].resources
         for key in ("cpu", "memory"):
             ratio = parse_quantity(resources.limits[key]) / parse_quantity(resources.requests[key])
-            assert ratio <= MAX_LIMIT_RATIO, (path.name, key)
+            assert ratio <= MAX_LIMIT_REQUEST_RATIO, (path.name, key)
 
 
 def test_multi_team_mode_uses_the_team_scoped_key_vault_names(workdir: Path) -> None:

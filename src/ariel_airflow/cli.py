@@ -19,8 +19,8 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.engines import engine_for_up, engine_of
 from ariel_airflow.localdev.progress import Progress, err_console
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
-from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
+from ariel_airflow.team import TeamRepo
 
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
@@ -85,7 +85,7 @@ def local_up(
     repo = TeamRepo.load(team_repo)
     stack = engine_for_up(repo, engine)  # type: ignore[arg-type]
     progress = Progress()
-    progress.info(f"team {repo.team!r} at {repo.root} ({stack.name} engine)")
+    progress.info(f"team {repo.team.name!r} at {repo.root} ({stack.name} engine)")
     _stop_on_sigterm()
     state = stack.up(ui_port=port, parallelism=parallelism, progress=progress)
     err_console.print(

@@ -7,25 +7,28 @@ functions, raising AirflowClusterPolicyViolation with the findings' messages.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
-from ariel_airflow.rules.base import Finding, TeamContext
+from ariel_airflow.rules.base import Finding
 from ariel_airflow.rules.dags import check_dag, check_task
-from ariel_airflow.rules.pods import TEAM_LABEL, check_pod
+from ariel_airflow.rules.pods import check_pod
+from ariel_airflow.team import Team
 
-# What an Airflow installation's $AIRFLOW_HOME/config/airflow_local_settings.py holds.
-LOCAL_SETTINGS = (
-    "from ariel_airflow.policies import dag_policy, pod_mutation_hook, task_policy  # noqa: F401\n"
-)
+LOCAL_SETTINGS_FILE = "airflow_local_settings.py"
 
 
-def team_of_dag(dag: Any) -> TeamContext | None:
+def local_settings_source() -> str:
+    """The platform's ``airflow_local_settings.py``, the one source of what every Airflow component
+    loads (packaged into the wheel; ``platform/config/`` in a checkout of the kit)."""
+    packaged = Path(__file__).parent / "platform_config" / LOCAL_SETTINGS_FILE
+    checkout = Path(__file__).resolve().parents[2] / "platform" / "config" / LOCAL_SETTINGS_FILE
+    return (packaged if packaged.is_file() else checkout).read_text()
+
+
+def team_of_dag(dag: Any) -> Team | None:
     """At runtime the team is the dag_id prefix (or, failing that, the team: tag)."""
-    ctx = TeamContext.from_dag_id(dag.dag_id)
-    if ctx is None:
-        tag = next((t for t in dag.tags or () if t.startswith("team:")), None)
-        ctx = TeamContext(team=tag.removeprefix("team:"), service_account=None) if tag else None
-    return ctx
+    return Team.from_dag(dag.dag_id, dag.tags)
 
 
 def dag_policy(dag: Any) -> None:
@@ -37,10 +40,8 @@ def task_policy(task: Any) -> None:
 
 
 def pod_mutation_hook(pod: Any) -> None:
-    labels = (pod.metadata.labels or {}) if pod.metadata else {}
-    team = labels.get(TEAM_LABEL)
-    ctx = TeamContext(team=team, service_account=f"{team}-tasks") if team else None
-    _refuse(check_pod(pod, ctx))
+    labels = pod.metadata.labels if pod.metadata else None
+    _refuse(check_pod(pod, Team.from_labels(labels)))
 
 
 def _refuse(findings: Iterable[Finding]) -> None:

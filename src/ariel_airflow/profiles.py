@@ -12,10 +12,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from ariel_airflow.errors import UserError
+from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
+from ariel_airflow.team import POD_TEMPLATES_DIR, PROFILE_POD_TEMPLATE, profile_pod_templates
 
-MAX_LIMIT_RATIO = Decimal("1.5")
 RESOURCES = ("cpu", "memory")
-POD_TEMPLATES_DIR = "pod_templates"
 
 
 def parse_quantity(value: str | int | float) -> Decimal:
@@ -50,10 +50,11 @@ class ResourceProfile(BaseModel):
         for resource in RESOURCES:
             request = parse_quantity(getattr(self.requests, resource))
             limit = parse_quantity(getattr(self.limits, resource))
-            if request <= 0 or limit / request > MAX_LIMIT_RATIO:
+            if request <= 0 or limit / request > MAX_LIMIT_REQUEST_RATIO:
+                limit_text, request_text = getattr(self.limits, resource), getattr(self.requests, resource)
                 raise ValueError(
-                    f"limits.{resource} / requests.{resource} must be above 0 and at most {MAX_LIMIT_RATIO}"
-                    f" (is {getattr(self.limits, resource)} / {getattr(self.requests, resource)})"
+                    f"limits.{resource} / requests.{resource} must be above 0 and at most "
+                    f"{MAX_LIMIT_REQUEST_RATIO} (is {limit_text} / {request_text})"
                 )
         return self
 
@@ -85,7 +86,7 @@ def load_profiles(path: Path) -> dict[str, ResourceProfile]:
             raise UserError(
                 first["msg"].removeprefix("Value error, "),
                 where=f"{path}: {name}{'.' + field if field else ''}",
-                fix=f"keep limits within {MAX_LIMIT_RATIO}x the requests, as Kubernetes quantities",
+                fix=f"keep limits within {MAX_LIMIT_REQUEST_RATIO}x the requests, as Kubernetes quantities",
             ) from None
     return profiles
 
@@ -97,9 +98,9 @@ def profile(name: str) -> dict[str, Any]:
     file, with the same function the KubernetesExecutor uses for pod templates.
     """
     caller = Path(sys._getframe(1).f_code.co_filename).resolve()  # inspect.stack() reads every source
-    path = _team_root(caller) / POD_TEMPLATES_DIR / f"profile-{name}.yaml"
+    path = _team_root(caller) / POD_TEMPLATES_DIR / PROFILE_POD_TEMPLATE.format(profile=name)
     if not path.is_file():
-        known = sorted(p.stem.removeprefix("profile-") for p in path.parent.glob("profile-*.yaml"))
+        known = profile_pod_templates(path.parent)
         raise ValueError(f"unknown resource profile {name!r}; this team has: {', '.join(known) or 'none'}")
     return {"pod_override": _pod_override(str(path), path.stat().st_mtime)}
 

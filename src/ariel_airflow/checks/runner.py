@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.rules.base import RULES, Finding
-from ariel_airflow.team import TeamConfig
+from ariel_airflow.team import TeamRepo
 
 DEFAULT_TIMEOUT = 600.0  # seconds for the whole repository
 FILE_IMPORT_TIMEOUT = 30  # seconds per DAG file, Airflow's dagbag_import_timeout
@@ -55,8 +55,9 @@ def run_check(
     ignore: set[str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> CheckResult:
-    root = path.resolve()
-    TeamConfig.load(root)  # bad configuration: a clear error before anything runs
+    repo = TeamRepo.load(path)
+    repo.profiles, repo.secrets  # noqa: B018 - bad configuration: a clear error before anything runs
+    root = repo.root
     with tempfile.TemporaryDirectory(prefix="ariel-check-") as airflow_home:
         env = {
             **os.environ,

@@ -18,31 +18,25 @@ from typing import Any
 import yaml
 from airflow.policies import hookimpl
 
-from ariel_airflow.rules.base import Finding, TeamContext
+from ariel_airflow.rules.base import Finding
 from ariel_airflow.rules.dags import check_dag, check_task
 from ariel_airflow.rules.pods import check_pod, schema_errors
 from ariel_airflow.rules.secrets import Use, check_declared, uses_in_source, uses_on_task
-from ariel_airflow.team import SECRETS_FILE, TeamConfig
+from ariel_airflow.team import Team, TeamRepo
 
-BASE_TEMPLATE = "pod_templates/base-prod.yaml"  # the environment whose placement CI checks
+CHECKED_ENVIRONMENT = "prod"  # the environment whose base pod template the tasks' pods are built on
 
 
-def check_repo(team: TeamConfig) -> list[Finding]:
-    ctx = TeamContext(
-        team=team.team,
-        namespace=team.namespace,
-        service_account=team.service_account,
-        profiles=frozenset(team.profiles),
-    )
-    findings = list(_check_pod_templates(team.root, ctx))
-    collector = _Collector(ctx)
+def check_repo(repo: TeamRepo) -> list[Finding]:
+    findings = list(_check_pod_templates(repo.pod_templates, repo.team))
+    collector = _Collector(repo.team)
     from airflow import settings
 
     settings.get_policy_plugin_manager().register(collector)
     from airflow.dag_processing.dagbag import DagBag
 
-    dags = team.root / "dags"
-    bag = DagBag(dag_folder=dags, bundle_path=dags, bundle_name=team.team)
+    dags = repo.dags
+    bag = DagBag(dag_folder=dags, bundle_path=dags, bundle_name=repo.team.name)
     findings += collector.findings
     for relative, error in bag.import_errors.items():
         path = dags / relative
@@ -50,86 +44,104 @@ def check_repo(team: TeamConfig) -> list[Finding]:
     uses: list[Use] = []
     for path in sorted(dags.rglob("*.py")):
         uses += uses_in_source(path.read_text(errors="replace"), str(path))
-    base_pod = _base_pod(team.root)
-    pod_checks = _EffectivePodChecks(base_pod, ctx)
+    pod_checks = _EffectivePodChecks(repo)
     for dag in bag.dags.values():
         for task in dag.tasks:
             uses += uses_on_task(task, dag.fileloc)
-            if base_pod is not None:
-                findings += pod_checks.check(task)
-    declared = {"connections": set(team.secrets.connections), "variables": set(team.secrets.variables)}
-    findings += check_declared(uses, declared, str(team.root / SECRETS_FILE))
+            findings += pod_checks.check(task)
+    declared = {"connections": set(repo.secrets.connections), "variables": set(repo.secrets.variables)}
+    findings += check_declared(uses, declared, str(repo.secrets_file))
     return [_with_line(f) for f in findings]
 
 
 class _Collector:
     """The rules as cluster policies that collect instead of refusing, so CI sees every finding."""
 
-    def __init__(self, ctx: TeamContext) -> None:
-        self.ctx = ctx
+    def __init__(self, team: Team) -> None:
+        self.team = team
         self.findings: list[Finding] = []
 
     @hookimpl
     def dag_policy(self, dag: Any) -> None:
-        self.findings += check_dag(dag, self.ctx)
+        self.findings += check_dag(dag, self.team)
 
     @hookimpl
     def task_policy(self, task: Any) -> None:
-        self.findings += check_task(task, self.ctx)
+        self.findings += check_task(task, self.team)
 
 
-def _check_pod_templates(root: Path, ctx: TeamContext) -> list[Finding]:
+def _check_pod_templates(folder: Path, team: Team) -> list[Finding]:
     """Every pod template against the strict schema; the base templates also for placement."""
-    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
-
     findings = []
-    for path in sorted((root / "pod_templates").glob("*.yaml")):
-        try:
-            data = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as exc:
-            findings.append(Finding("ARL301", f"not valid YAML: {exc}", file=str(path)))
-            continue
-        errors = list(schema_errors(data))
-        for error in errors:
-            field = error.split(":")[0].lstrip(".")
-            findings.append(Finding("ARL301", error, file=str(path), line=_key_line(path, field)))
+    for path in sorted(folder.glob("*.yaml")):
+        errors = _schema_findings(path)
+        findings += errors
         if not errors and path.name.startswith("base-"):
-            findings += check_pod(PodGenerator.deserialize_model_file(str(path)), ctx, file=str(path))
+            findings += check_pod(_read_pod(path), team, file=str(path))
     return findings
 
 
-def _base_pod(root: Path) -> Any:
+def _schema_findings(path: Path) -> list[Finding]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        return [Finding("ARL301", f"not valid YAML: {exc}", file=str(path))]
+    findings = []
+    for error in schema_errors(data):
+        field = error.split(":")[0].lstrip(".")
+        findings.append(Finding("ARL301", error, file=str(path), line=_key_line(path, field)))
+    return findings
+
+
+def _read_pod(path: Path) -> Any:
     from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 
-    path = root / BASE_TEMPLATE
-    return PodGenerator.deserialize_model_file(str(path)) if path.exists() else None
+    return PodGenerator.deserialize_model_file(str(path))
 
 
 class _EffectivePodChecks:
-    """The pod the KubernetesExecutor would build for each task (the `generate-dag-yaml` path).
+    """The pod the KubernetesExecutor would build for each task (the `generate-dag-yaml` path): the
+    task's own ``pod_template_file`` or else the team's base template, merged with its pod_override.
 
     Resources and placement depend only on the base template and the task's pod_override, not on
-    the dag_id/task_id labels the executor adds, so tasks sharing an override (every task of a
-    profile) share one merge: building a pod deep-copies the Kubernetes models and is slow.
+    the dag_id/task_id labels the executor adds, so tasks sharing both (every task of a profile)
+    share one merge: building a pod deep-copies the Kubernetes models and is slow.
     """
 
-    def __init__(self, base_pod: Any, ctx: TeamContext) -> None:
-        self.base_pod = base_pod
-        self.ctx = ctx
-        self._by_override: dict[int, tuple[Any, list[Finding]]] = {}
+    def __init__(self, repo: TeamRepo) -> None:
+        self.repo = repo
+        self._default_base = repo.base_pod_template(CHECKED_ENVIRONMENT)
+        self._by_override: dict[tuple[int, str], tuple[Any, list[Finding]]] = {}
 
     def check(self, task: Any) -> list[Finding]:
         where = {"dag_id": task.dag_id, "task_id": task.task_id, "file": task.dag.fileloc}
         config = task.executor_config
         override = config.get("pod_override") if isinstance(config, dict) else config
-        key = id(override)
+        own_template = config.get("pod_template_file") if isinstance(config, dict) else None
+        key = (id(override), str(own_template))
         if key not in self._by_override:  # the override is kept alive with its result: ids stay unique
-            self._by_override[key] = (override, self._merge_and_check(task))
+            self._by_override[key] = (override, self._merge_and_check(task, own_template))
         return [Finding(**{**f.__dict__, **where}) for f in self._by_override[key][1]]
 
-    def _merge_and_check(self, task: Any) -> list[Finding]:
+    def _base(self, own_template: str | None) -> tuple[Path | None, list[Finding]]:
+        """The base pod template the executor would read, and what is wrong with it."""
+        if not own_template:
+            return (self._default_base if self._default_base.is_file() else None), []
+        path = Path(own_template)
+        path = path if path.is_absolute() else self.repo.root / path
+        if not path.is_file():
+            return None, [Finding("ARL301", f"pod_template_file {own_template!r} does not exist")]
+        inside = path.resolve().parent == self.repo.pod_templates.resolve()  # already checked there
+        if inside:
+            return path, []
+        return path, [Finding("ARL301", f"{path}: {f.message}") for f in _schema_findings(path)]
+
+    def _merge_and_check(self, task: Any, own_template: str | None) -> list[Finding]:
         from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
 
+        base_path, problems = self._base(own_template)
+        if base_path is None or problems:
+            return problems
         try:
             pod = PodGenerator.construct_pod(
                 dag_id=task.dag_id,
@@ -140,13 +152,13 @@ class _EffectivePodChecks:
                 date=None,
                 args=[],
                 pod_override_object=PodGenerator.from_obj(task.executor_config),
-                base_worker_pod=self.base_pod,
-                namespace=self.ctx.namespace or "default",
+                base_worker_pod=_read_pod(base_path),
+                namespace=None,  # keep the template's namespace: a pod that names none is a finding
                 scheduler_job_id="ariel-check",
             )
         except Exception as exc:  # a malformed executor_config is a finding, not a crash
             return [Finding("ARL301", f"executor_config does not make a pod: {exc}")]
-        return list(check_pod(pod, self.ctx))
+        return list(check_pod(pod, self.repo.team))
 
 
 def _with_line(finding: Finding) -> Finding:
@@ -192,8 +204,7 @@ def _last_line(error: str) -> str:
 def main() -> None:
     replies = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # Airflow's own output goes to stderr
-    team = TeamConfig.load(Path(sys.argv[1]))
-    findings = check_repo(team)
+    findings = check_repo(TeamRepo.load(Path(sys.argv[1])))
     replies.write(json.dumps([f.to_dict() for f in findings]))
     replies.flush()
 

@@ -32,8 +32,8 @@ from ariel_airflow.localdev.processes import tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine
 from ariel_airflow.localdev.state import StackState
-from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import Health, Service, services
+from ariel_airflow.team import TeamRepo
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -65,11 +65,11 @@ class DockerEngine(StackEngine):
         super().__init__(repo)
         self.docker_dir = self.state_dir / "docker"
         # One Compose project per repository, even for two checkouts of the same team.
-        self.project = f"ariel-{repo.team}-{hashlib.sha256(str(repo.root).encode()).hexdigest()[:6]}"
+        self.project = f"ariel-{repo.team.name}-{hashlib.sha256(str(repo.root).encode()).hexdigest()[:6]}"
 
     # -- model ----------------------------------------------------------------------------------
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team, state, compose.CONTAINER_LAYOUT)
+        return services(self.repo.team.name, state, compose.CONTAINER_LAYOUT)
 
     @cached_property
     def docker_client(self) -> docker.DockerClient:
@@ -283,7 +283,7 @@ class DockerEngine(StackEngine):
 
     def _compose_env(self, state: StackState) -> dict[str, str]:
         images = state.images or {"db": "ariel-local/db:none", "airflow": "ariel-local/airflow:none"}
-        variables = compose.variables(self.repo.team, state, self.repo.root, self.docker_dir, images)
+        variables = compose.variables(self.repo.team.name, state, self.repo.root, self.docker_dir, images)
         return {**os.environ, **variables}
 
 

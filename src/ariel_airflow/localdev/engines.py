@@ -8,7 +8,7 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.docker_engine import DockerEngine, daemon_answers
 from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.stack import StackEngine
-from ariel_airflow.localdev.team_repo import TeamRepo
+from ariel_airflow.team import TeamRepo
 
 EngineName = Literal["auto", "native", "docker"]
 ENGINES: dict[str, type[StackEngine]] = {"native": NativeEngine, "docker": DockerEngine}

@@ -20,7 +20,6 @@ from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tai
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine, component_status, connect_db, sql_ok
 from ariel_airflow.localdev.state import StackState
-from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import (
     DB_NAME,
     DB_USER,
@@ -30,6 +29,7 @@ from ariel_airflow.localdev.topology import (
     airflow_env,
     services,
 )
+from ariel_airflow.team import TeamRepo
 
 
 class NativeEngine(StackEngine):
@@ -51,7 +51,7 @@ class NativeEngine(StackEngine):
         )
 
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team, state, self.layout())
+        return services(self.repo.team.name, state, self.layout())
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
@@ -76,7 +76,7 @@ class NativeEngine(StackEngine):
             self._write_files(list(plan.values()), user)
             launcher = Launcher.start(
                 self.table,
-                env={**os.environ, **airflow_env(self.repo.team, state, self.layout(), "launcher")},
+                env={**os.environ, **airflow_env(self.repo.team.name, state, self.layout(), "launcher")},
                 cwd=self.state_dir,
                 secrets={
                     "connections": str(self.repo.connections_file),

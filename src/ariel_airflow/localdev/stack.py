@@ -13,8 +13,8 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.api import AirflowClient
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import StackState, free_port, port_is_free
-from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, DB_USER, Health
+from ariel_airflow.team import TeamRepo
 
 TIMEOUTS = {  # seconds until a service must be healthy
     Health.POSTGRES: 60,
@@ -122,7 +122,7 @@ class StackEngine(ABC):
     def _report(self, rows: list[dict[str, Any]], state: StackState, report: dict | None) -> dict[str, Any]:
         return {
             "engine": self.name,
-            "team": self.repo.team,
+            "team": self.repo.team.name,
             "url": f"http://127.0.0.1:{state.ui_port}",
             "services": rows,
             "import_errors": self.import_errors(state, report),

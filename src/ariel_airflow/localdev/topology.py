@@ -15,7 +15,7 @@ from enum import StrEnum
 from pathlib import PurePath
 
 from ariel_airflow.localdev.state import StackState
-from ariel_airflow.policies import LOCAL_SETTINGS
+from ariel_airflow.policies import LOCAL_SETTINGS_FILE, local_settings_source
 
 DB_NAME = "airflow"
 DB_USER = "airflow"
@@ -193,7 +193,7 @@ def services(team: str, state: StackState, layout: Layout) -> list[Service]:
             files={
                 str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD}),
                 # The platform's cluster policies: the local dag-processor refuses what CI refuses.
-                str(layout.airflow_home / "config" / "airflow_local_settings.py"): LOCAL_SETTINGS,
+                str(layout.airflow_home / "config" / LOCAL_SETTINGS_FILE): local_settings_source(),
             },
         ),
         airflow("scheduler", ["scheduler", "--skip-serve-logs"], Health.HEARTBEAT, "scheduler"),

@@ -1,5 +1,5 @@
 """The platform's rules, written once: `ariel check` runs them in CI, the cluster policies at runtime."""
 
-from ariel_airflow.rules.base import LIMITS, RULES, Finding, Limits, Rule, TeamContext
+from ariel_airflow.rules.base import RULES, Finding, Rule
 
-__all__ = ["LIMITS", "RULES", "Finding", "Limits", "Rule", "TeamContext"]
+__all__ = ["RULES", "Finding", "Rule"]

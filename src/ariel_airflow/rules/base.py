@@ -1,9 +1,12 @@
-"""Findings, the rule registry and the platform's limits."""
+"""Findings and the rule registry."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Literal
+
+from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
+from ariel_airflow.team import DAG_ID_SEPARATOR, TAG_PREFIX
 
 Severity = Literal["error", "warning"]
 
@@ -29,7 +32,12 @@ RULES: dict[str, Rule] = {
         Rule("ARL102", "sensor-default-timeout", "warning", "a sensor keeps the 7-day default timeout"),
         Rule("ARL201", "catchup-explosion", "error", "the first deployment would create too many runs"),
         Rule("ARL301", "pod-schema", "error", "a pod template or override is not a valid Kubernetes pod"),
-        Rule("ARL302", "pod-resources", "error", "requests and limits must be set, limit/request <= 1.5"),
+        Rule(
+            "ARL302",
+            "pod-resources",
+            "error",
+            f"requests and limits must be set, limit/request <= {MAX_LIMIT_REQUEST_RATIO}",
+        ),
         Rule("ARL401", "pod-placement", "error", "pods run in the team's namespace, labels, service account"),
         Rule(
             "ARL501",
@@ -39,24 +47,12 @@ RULES: dict[str, Rule] = {
         ),
         Rule("ARL502", "secret-unused", "warning", "a declared secret is not used by any DAG"),
         Rule("ARL601", "owner", "error", "every task has an owner other than the default 'airflow'"),
-        Rule("ARL602", "team-tag", "error", "every DAG carries the tag team:<team>"),
-        Rule("ARL603", "dag-id-prefix", "error", "dag_ids start with '<team>__'"),
+        Rule("ARL602", "team-tag", "error", f"every DAG carries the tag {TAG_PREFIX}<team>"),
+        Rule("ARL603", "dag-id-prefix", "error", f"dag_ids start with '<team>{DAG_ID_SEPARATOR}'"),
         Rule("ARL604", "retries", "warning", "tasks should retry at least once"),
         Rule("ARL605", "execution-timeout", "error", "tasks need an execution_timeout"),
     )
 }
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The platform's limits (one place; the README's rule sections quote them)."""
-
-    poke_timeout_hours: float = 1.0
-    max_first_deployment_runs: int = 10
-    max_limit_ratio: float = 1.5
-
-
-LIMITS = Limits()
 
 
 @dataclass(frozen=True)
@@ -74,18 +70,3 @@ class Finding:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "severity": self.severity, "name": RULES[self.rule].name}
-
-
-@dataclass(frozen=True)
-class TeamContext:
-    """What the rules need to know of the team (CI has all of it; at runtime the DAG tells it)."""
-
-    team: str
-    namespace: str | None = None
-    service_account: str | None = None
-    profiles: frozenset[str] | None = None
-
-    @classmethod
-    def from_dag_id(cls, dag_id: str) -> TeamContext | None:
-        team, sep, _ = dag_id.partition("__")
-        return cls(team=team, service_account=f"{team}-tasks") if sep else None

@@ -6,20 +6,22 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ariel_airflow.rules.base import LIMITS, Finding, Limits, TeamContext
+from ariel_airflow.limits import LIMITS, Limits
+from ariel_airflow.rules.base import Finding
+from ariel_airflow.team import DAG_ID_SEPARATOR, Team
 
 DEFAULT_SENSOR_TIMEOUT = timedelta(days=7).total_seconds()
 
 
-def check_dag(dag: Any, ctx: TeamContext | None, limits: Limits = LIMITS) -> Iterator[Finding]:
+def check_dag(dag: Any, team: Team | None, limits: Limits = LIMITS) -> Iterator[Finding]:
     where = {"dag_id": dag.dag_id, "file": dag.fileloc}
-    if ctx is None:
-        yield Finding("ARL603", f"dag_id {dag.dag_id!r} must start with '<team>__'", **where)
+    if team is None:
+        yield Finding("ARL603", f"dag_id {dag.dag_id!r} must start with '<team>{DAG_ID_SEPARATOR}'", **where)
     else:
-        if not dag.dag_id.startswith(f"{ctx.team}__"):
-            yield Finding("ARL603", f"dag_id {dag.dag_id!r} must start with '{ctx.team}__'", **where)
-        if f"team:{ctx.team}" not in (dag.tags or ()):
-            yield Finding("ARL602", f"add the tag 'team:{ctx.team}' to tags=[...]", **where)
+        if not dag.dag_id.startswith(team.dag_id_prefix):
+            yield Finding("ARL603", f"dag_id {dag.dag_id!r} must start with {team.dag_id_prefix!r}", **where)
+        if team.tag not in (dag.tags or ()):
+            yield Finding("ARL602", f"add the tag {team.tag!r} to tags=[...]", **where)
     runs = first_deployment_runs(dag, limits.max_first_deployment_runs)
     if runs > limits.max_first_deployment_runs:
         more = "more than " if runs > limits.max_first_deployment_runs * 10 else ""
@@ -32,7 +34,7 @@ def check_dag(dag: Any, ctx: TeamContext | None, limits: Limits = LIMITS) -> Ite
         )
 
 
-def check_task(task: Any, ctx: TeamContext | None, limits: Limits = LIMITS) -> Iterator[Finding]:
+def check_task(task: Any, team: Team | None, limits: Limits = LIMITS) -> Iterator[Finding]:
     dag = task.dag
     where = {
         "dag_id": dag.dag_id if dag else None,

@@ -11,11 +11,11 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from ariel_airflow.limits import LIMITS, Limits
 from ariel_airflow.profiles import parse_quantity
-from ariel_airflow.rules.base import LIMITS, Finding, Limits, TeamContext
+from ariel_airflow.rules.base import Finding
+from ariel_airflow.team import Team
 
-TEAM_LABEL = "ariel.io/team"
-WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
 PRIMITIVES = {"str", "int", "float", "bool", "object", "datetime", "date"}
 
 
@@ -55,8 +55,12 @@ def schema_errors(data: Any, model: str = "V1Pod", path: str = "") -> Iterator[s
                 yield from schema_errors(value, cls.openapi_types[fields[key]], f"{path}.{key}")
 
 
-def check_pod(pod: Any, ctx: TeamContext | None, limits: Limits = LIMITS, **where: Any) -> Iterator[Finding]:
-    """Resources and placement of a pod (a V1Pod as the executor builds it)."""
+def check_pod(pod: Any, team: Team | None, limits: Limits = LIMITS, **where: Any) -> Iterator[Finding]:
+    """Resources and placement of a pod (a V1Pod as the executor builds it).
+
+    Placement is checked where the team is known; its namespace only where that is known too (at
+    run time a pod tells only its team's name).
+    """
     base = next((c for c in (pod.spec.containers or []) if c.name == "base"), None)
     if base is None:
         yield Finding("ARL301", "the pod has no container named 'base'", **where)
@@ -72,29 +76,34 @@ def check_pod(pod: Any, ctx: TeamContext | None, limits: Limits = LIMITS, **wher
                 "use executor_config=profile(...)",
                 **where,
             )
-        elif parse_quantity(limit) > parse_quantity(request) * parse_quantity(str(limits.max_limit_ratio)):
+        elif parse_quantity(limit) > parse_quantity(request) * limits.max_limit_ratio:
             yield Finding(
                 "ARL302",
                 f"limits.{resource} {limit} is more than {limits.max_limit_ratio}x "
                 f"requests.{resource} {request}",
                 **where,
             )
-    if ctx is None:
+    if team is None:
         return
-    labels = pod.metadata.labels or {} if pod.metadata else {}
-    if ctx.namespace and pod.metadata and pod.metadata.namespace not in (None, ctx.namespace):
-        yield Finding(
-            "ARL401", f"namespace {pod.metadata.namespace!r} is not the team's {ctx.namespace!r}", **where
+    yield from (Finding("ARL401", problem, **where) for problem in placement_problems(pod, team))
+
+
+def placement_problems(pod: Any, team: Team) -> Iterator[str]:
+    """Where a pod leaves the team's namespace, labels or service account."""
+    namespace = pod.metadata.namespace if pod.metadata else None
+    if team.namespace and namespace != team.namespace:
+        yield (
+            f"namespace {namespace!r} is not the team's {team.namespace!r}"
+            if namespace
+            else f"the pod names no namespace: it must run in the team's {team.namespace!r}"
         )
-    if labels.get(TEAM_LABEL) != ctx.team:
-        yield Finding("ARL401", f"label {TEAM_LABEL}: {ctx.team} is missing or changed", **where)
-    if labels.get(WORKLOAD_IDENTITY_LABEL) != "true":
-        yield Finding("ARL401", f'label {WORKLOAD_IDENTITY_LABEL}: "true" is missing or changed', **where)
-    if ctx.service_account and pod.spec.service_account_name != ctx.service_account:
-        yield Finding(
-            "ARL401",
-            f"serviceAccountName {pod.spec.service_account_name!r} is not the team's {ctx.service_account!r}",
-            **where,
+    labels = (pod.metadata.labels if pod.metadata else None) or {}
+    for key, value in team.labels.items():
+        if labels.get(key) != value:
+            yield f"label {key}: {value!r} is missing or changed"
+    if pod.spec.service_account_name != team.service_account:
+        yield (
+            f"serviceAccountName {pod.spec.service_account_name!r} is not the team's {team.service_account!r}"
         )
 
 

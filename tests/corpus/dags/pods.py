@@ -1,4 +1,5 @@
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from airflow.sdk import dag, task
 from kubernetes.client import models as k8s
@@ -21,6 +22,9 @@ ELSEWHERE = override(
     spec=k8s.V1PodSpec(service_account_name="default", containers=[k8s.V1Container(name="base")]),
 )
 
+OWN_TEMPLATE = {"pod_template_file": str(Path(__file__).parent / "bare_pod.yaml")}
+MISSING_TEMPLATE = {"pod_template_file": "/nowhere/pod.yaml"}
+
 
 @dag(dag_id="recon__pods", schedule=None, start_date=datetime(2025, 1, 1), tags=["team:recon"], default_args=ARGS)
 def pods():
@@ -36,7 +40,15 @@ def pods():
     def elsewhere():
         pass
 
-    with_profile() >> greedy() >> elsewhere()
+    @task(executor_config=OWN_TEMPLATE)
+    def own_template():
+        pass
+
+    @task(executor_config=MISSING_TEMPLATE)
+    def missing_template():
+        pass
+
+    with_profile() >> greedy() >> elsewhere() >> own_template() >> missing_template()
 
 
 pods()
