@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ariel_airflow.errors import UserError
 from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
 from ariel_airflow.profiles import load_profiles, parse_quantity
 from ariel_airflow.template import generate_team_repo
@@ -140,14 +141,15 @@ def test_multi_team_mode_uses_the_team_scoped_key_vault_names(workdir: Path) -> 
     assert '"connections_prefix": "airflow-connections-team-a-"' in text
 
 
-def test_platform_catalog_profiles_respect_the_ratio() -> None:
-    catalog = load_profiles(KIT_ROOT / "platform" / "resource_profiles.yaml")
-    template_profiles = {
-        p.name.split("profile-")[1].split(".yaml")[0]
-        for p in (KIT_ROOT / "template" / "pod_templates").iterdir()
-        if "profile-" in p.name
-    }
-    assert set(catalog) == template_profiles  # every catalog profile has its pod template
+def test_platform_catalog_profiles_respect_the_ratio(workdir: Path) -> None:
+    catalog = KIT_ROOT / "platform" / "resource_profiles.yaml"
+    assert load_profiles(catalog)  # raises past the ratio, as a greedy copy of it does:
+    greedy = workdir / "resource_profiles.yaml"
+    greedy.write_text(catalog.read_text().replace("limits: {cpu: 375m,", "limits: {cpu: 500m,"))
+    with pytest.raises(UserError) as error:
+        load_profiles(greedy)
+    assert error.value.where == f"{greedy}: small"
+    assert "limits.cpu / requests.cpu must be above 0 and at most 1.5 (is 500m / 250m)" in error.value.message
 
 
 def test_copier_cli_with_defaults_needs_only_the_team_name(workdir: Path) -> None:
@@ -162,7 +164,7 @@ def test_copier_cli_with_defaults_needs_only_the_team_name(workdir: Path) -> Non
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        ("team_name=Team_A!", "team_name must be a DNS-1123 label"),
+        ("team_name=Team_A!", "team_name must be lower-case letters, digits and single dashes"),
         ("owner_email=not-an-email", "owner_email must be an email address"),
         (
             "keyvault_url_prod=https://example.com/vault",

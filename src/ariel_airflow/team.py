@@ -24,8 +24,9 @@ if TYPE_CHECKING:
     from ariel_airflow.profiles import ResourceProfile
 
 # A DNS-1123 label of at most 40 characters: it names the namespace, the service account, the DAG
-# bundle and Key Vault secrets, each of which has a length limit of its own.
-TEAM_NAME = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
+# bundle and Key Vault secrets, each of which has a length limit of its own. No "--": Key Vault
+# refuses it in vault names and Airflow's multi-team secret names use it as their separator.
+TEAM_NAME = re.compile(r"(?!.*--)[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
 NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 TEAM_LABEL = "ariel.io/team"
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
@@ -142,8 +143,8 @@ class Answers(BaseModel):
     def _team_name(cls, value: str) -> str:
         if not is_team_name(value):
             raise ValueError(
-                f"{value!r} is not a DNS-1123 label: lower-case letters, digits and dashes, starting with a "
-                "letter, not ending with a dash, at most 40 characters"
+                f"{value!r} is not a team name: lower-case letters, digits and single dashes, starting "
+                "with a letter, not ending with a dash, at most 40 characters"
             )
         return value
 
