@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from importlib.metadata import requires, version
 from pathlib import Path
 
@@ -32,8 +33,6 @@ def git(repo: Path, *args: str) -> str:
 
 
 def pyproject_pin(repo: Path) -> str:
-    import tomllib
-
     (pin,) = tomllib.loads((repo / "pyproject.toml").read_text())["project"]["dependencies"]
     return pin
 
