@@ -12,11 +12,13 @@ nox.options.sessions = ["lint", "tests"]
 
 ROOT = Path(__file__).parent
 CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
+# What template/noxfile.py.jinja installs besides the kit: pinned for teams in constraints-team.txt.
+TEAM_TOOLS = ["pytest", "ruff"]
 DEMO_TEAM = ROOT / "build" / "demo-team"  # generated from template/ (git-ignored)
 
 
 def install_kit(session: nox.Session, extras: str = "") -> None:
-    """The kit and Airflow 3.3.2, pinned by constraints.txt (regenerate: `nox -s lock`)."""
+    """The kit and Airflow, pinned by constraints.txt (regenerate: `nox -s lock`)."""
     session.install(*CONSTRAINTS, "-e", f".{extras}")
 
 
@@ -65,12 +67,11 @@ def compose(session: nox.Session) -> None:
 
 @nox.session(python="3.11", default=False)
 def lock(session: nox.Session) -> None:
-    """Re-pin every dependency into constraints.txt (after changing pyproject.toml)."""
+    """Re-pin: constraints.txt (the kit and its tools, Python 3.11) and constraints-team.txt (teams)."""
     session.install("uv")
+    compile_ = ("uv", "pip", "compile", "--quiet", "--custom-compile-command", "nox -s lock")
     session.run(
-        "uv",
-        "pip",
-        "compile",
+        *compile_,
         "pyproject.toml",
         "--extra",
         "test",
@@ -80,4 +81,21 @@ def lock(session: nox.Session) -> None:
         "3.11",
         "-o",
         "constraints.txt",
+    )
+    # What each team repository receives (template/constraints.txt.jinja): the kit's run-time
+    # dependencies and the team's test tools, for every Python the template offers (--universal),
+    # at the kit's own versions wherever both lock a package (-c constraints.txt).
+    tools = Path(session.create_tmp()) / "team-tools.in"
+    tools.write_text("\n".join(TEAM_TOOLS) + "\n")
+    session.run(
+        *compile_,
+        "pyproject.toml",
+        str(tools),
+        "--universal",
+        "--python-version",
+        "3.11",
+        "-c",
+        "constraints.txt",
+        "-o",
+        "constraints-team.txt",
     )
