@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,18 +15,27 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ariel_airflow import __version__
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev.engines import engine_for_up, engine_of
+from ariel_airflow.localdev.engines import Engine, engine_for_up, engine_of
 from ariel_airflow.localdev.progress import Progress, err_console
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
+from ariel_airflow.versions import version_text
 
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
 app.add_typer(local, name="local")
 out = Console(highlight=False, soft_wrap=True)
+
+
+class ReportFormat(StrEnum):
+    """Formats of `ariel check`'s report."""
+
+    TEXT = "text"
+    JSON = "json"
+    JUNIT = "junit"
+
 
 TeamRepoOption = Annotated[
     Path,
@@ -36,10 +46,12 @@ TeamRepoOption = Annotated[
 @app.callback(invoke_without_command=True)
 def _main(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", help="Print the kit version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the kit's and the installed Airflow's versions.")
+    ] = False,
 ) -> None:
     if version:
-        out.print(__version__)
+        out.print(version_text())
     elif ctx.invoked_subcommand is None:
         out.print(ctx.get_help())
 
@@ -47,7 +59,7 @@ def _main(
 @app.command("check")
 def check(
     path: Annotated[Path, typer.Argument(help="Root of the team repository.")] = Path("."),
-    output: Annotated[str, typer.Option("--format", help="text, json or junit.")] = "text",
+    output: Annotated[ReportFormat, typer.Option("--format", help="Report format.")] = ReportFormat.TEXT,
     select: Annotated[
         str | None, typer.Option(help="Only these rules (ids or names, comma-separated).")
     ] = None,
@@ -59,9 +71,11 @@ def check(
     from ariel_airflow.checks import report
     from ariel_airflow.checks.runner import parse_rule_list, run_check
 
-    formats = {"text": report.as_text, "json": report.as_json, "junit": report.as_junit}
-    if output not in formats:
-        raise UserError(f"unknown format {output!r}", where="--format", fix="use text, json or junit")
+    formats = {
+        ReportFormat.TEXT: report.as_text,
+        ReportFormat.JSON: report.as_json,
+        ReportFormat.JUNIT: report.as_junit,
+    }
     result = run_check(
         path, select=parse_rule_list(select, "--select"), ignore=parse_rule_list(ignore, "--ignore")
     )
@@ -72,7 +86,9 @@ def check(
 @local.command("up")
 def local_up(
     team_repo: TeamRepoOption = Path("."),
-    engine: Annotated[str, typer.Option(help="auto, native or docker.")] = "auto",
+    engine: Annotated[
+        Engine, typer.Option(help="auto: Docker when a daemon answers, else native.")
+    ] = Engine.AUTO,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once healthy.")] = False,
     port: Annotated[int, typer.Option(help="Port of the UI and REST API.")] = DEFAULT_UI_PORT,
     parallelism: Annotated[
@@ -80,10 +96,8 @@ def local_up(
     ] = DEFAULT_PARALLELISM,
 ) -> None:
     """Start Postgres, PgBouncer and Airflow for the team repository."""
-    if engine not in ("auto", "native", "docker"):
-        raise UserError(f"unknown engine {engine!r}", where="--engine", fix="use auto, native or docker")
     repo = TeamRepo.load(team_repo)
-    stack = engine_for_up(repo, engine)  # type: ignore[arg-type]
+    stack = engine_for_up(repo, engine)
     progress = Progress()
     progress.info(f"team {repo.team!r} at {repo.root} ({stack.name} engine)")
     _stop_on_sigterm()
