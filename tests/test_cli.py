@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from conftest import KIT_ROOT, copy_demo_team, no_traceback, run_ariel
+from conftest import KIT_ROOT, copy_demo_team, no_traceback, run_ariel, status_json
 
 
 def test_version_prints_the_kit_and_the_pinned_airflow_without_importing_airflow() -> None:
@@ -36,3 +36,13 @@ def test_check_format_is_a_choice_shown_in_help(workdir: Path) -> None:
     assert result.returncode == 2
     assert "--format" in result.stderr and "'xml' is not one of" in result.stderr
     assert no_traceback(result)
+
+
+def test_status_of_a_stack_never_started_says_it_is_not_running(workdir: Path) -> None:
+    repo = copy_demo_team(workdir / "team")
+    result = run_ariel("local", "status", "--team-repo", str(repo))
+    assert result.returncode == 3, result.stderr
+    assert "not running" in result.stdout and "ariel local up" in result.stdout
+    status = status_json(repo, exit_code=3)
+    assert status["running"] is False and status["database_kept"] is False
+    assert not (repo / ".ariel").exists()  # asking wrote nothing

@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +19,7 @@ from rich.text import Text
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.engines import Engine, engine_for_up, engine_of
 from ariel_airflow.localdev.progress import Progress, err_console
+from ariel_airflow.localdev.stack import StatusCode, status_code
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
@@ -135,19 +137,27 @@ def local_down(
     )
 
 
-@local.command("status")
+STATUS_HELP = (
+    "Services, health, ports and DAG import errors; when stopped, since when and whether the database "
+    "is kept.\n\nExit codes: "
+    + "; ".join(f"{code.value} {code.meaning}" for code in StatusCode)
+    + "; 2 an error you can fix (the message says how)."
+)
+
+
+@local.command("status", help=STATUS_HELP)
 def local_status(
     team_repo: TeamRepoOption = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Services, health, ports and DAG import errors."""
     status = engine_of(TeamRepo.load(team_repo)).status()
     if as_json:
         print(json.dumps(status, indent=2))
-        return
-    _print_status(status)
-    if any(row["health"] != "healthy" for row in status["services"]):
-        raise typer.Exit(1)
+    elif status["running"]:
+        _print_status(status)
+    else:
+        _print_stopped(status)
+    raise typer.Exit(status_code(status))
 
 
 @local.command("logs")
@@ -224,6 +234,44 @@ def _print_status(status: dict[str, Any]) -> None:
         for error in errors:
             out.print(f"[bold]{error['file']}[/]", highlight=False)
             out.print(error["error"].rstrip(), markup=False)
+
+
+def _print_stopped(status: dict[str, Any]) -> None:
+    if status["started_at"] is None:
+        out.print(
+            f"The local stack of team {status['team']!r} is not running (never started here, or purged)."
+        )
+    elif status["stopped_cleanly"]:
+        out.print(
+            f"The local stack of team {status['team']!r} is not running: stopped with `ariel local down` "
+            f"{_ago(status['stopped_at'])}."
+        )
+    else:
+        out.print(
+            f"The local stack of team {status['team']!r} is not running: it stopped without "
+            "`ariel local down` (a crash, or a restart of the machine); "
+            f"it was last started {_ago(status['started_at'])}."
+        )
+    if status["database_kept"]:
+        out.print(
+            f"Its metadata database is kept ({status['database']}): `ariel local up` starts it again with "
+            "its DAG runs; `ariel local down --purge` deletes it."
+        )
+    else:
+        out.print("No metadata database is kept. Start a new stack with `ariel local up`.")
+
+
+def _ago(moment: str) -> str:
+    when = datetime.fromisoformat(moment).astimezone()
+    minutes = (datetime.now(UTC) - when).total_seconds() / 60
+    since = (
+        f"{minutes:.0f} min"
+        if minutes < 120
+        else f"{minutes / 60:.0f} h"
+        if minutes < 2880
+        else f"{minutes / 1440:.0f} days"
+    )
+    return f"{when:%Y-%m-%d %H:%M:%S} ({since} ago)"
 
 
 def _stop_on_sigterm() -> None:

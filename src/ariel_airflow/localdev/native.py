@@ -252,10 +252,15 @@ class NativeEngine(StackEngine):
                     progress.done(f"stopped {', '.join(names)}", time.monotonic() - t0)
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
+        else:
+            self._note_stopped(stopped)
         return stopped
 
-    def status(self) -> dict[str, Any]:
-        state = self._require_state()
+    def database(self) -> str | None:
+        pgdata = Path(self.layout().pgdata)
+        return str(pgdata) if (pgdata / "PG_VERSION").exists() else None
+
+    def running_status(self, state: StackState) -> dict[str, Any]:
         report = self.health_report(state)
         rows = []
         for svc in self.services(state):
