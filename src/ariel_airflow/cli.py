@@ -179,7 +179,7 @@ def local_trigger(
     conf: Annotated[str, typer.Option(help="Run configuration as a JSON object.")] = "{}",
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish; exit 1 if it fails.")] = False,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait (for the DAG to appear and to finish).")
+        float, typer.Option(help="Seconds to wait (for a new DAG file to be parsed, and for the run).")
     ] = 600,
 ) -> None:
     """Trigger a DAG run through the REST API (unpausing the DAG)."""
@@ -193,8 +193,9 @@ def local_trigger(
             where="--conf",
             fix="""pass an object, e.g. '{"key": 1}'""",
         )
-    with engine_of(TeamRepo.load(team_repo)).client() as client:
-        client.wait_for_dag(dag_id, timeout)
+    stack = engine_of(TeamRepo.load(team_repo))
+    with stack.client() as client:
+        stack.find_dag(client, dag_id, timeout)
         run_id = client.trigger(dag_id, run_conf)
         err_console.print(f"triggered {dag_id} run {run_id}")
         if not wait:
@@ -265,7 +266,9 @@ def _ago(moment: str) -> str:
     when = datetime.fromisoformat(moment).astimezone()
     minutes = (datetime.now(UTC) - when).total_seconds() / 60
     since = (
-        f"{minutes:.0f} min"
+        "less than a minute"
+        if minutes < 1
+        else f"{minutes:.0f} min"
         if minutes < 120
         else f"{minutes / 60:.0f} h"
         if minutes < 2880

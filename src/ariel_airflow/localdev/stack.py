@@ -12,11 +12,12 @@ import httpx
 import psycopg
 
 from ariel_airflow.errors import UserError
+from ariel_airflow.localdev import dag_lookup
 from ariel_airflow.localdev.api import AirflowClient
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import StackState, free_port, port_is_free
 from ariel_airflow.localdev.team_repo import TeamRepo
-from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, DB_USER, Health
+from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, DB_USER, Health, bundle_name
 
 TIMEOUTS = {  # seconds until a service must be healthy
     Health.POSTGRES: 60,
@@ -113,6 +114,10 @@ class StackEngine(ABC):
     def client(self, state: StackState | None = None) -> AirflowClient:
         state = state or self._require_state()
         return AirflowClient(f"http://127.0.0.1:{state.ui_port}", ADMIN_USER, ADMIN_PASSWORD)
+
+    def find_dag(self, client: AirflowClient, dag_id: str, timeout: float) -> dict[str, Any]:
+        """The DAG once the dag-processor has parsed it; an error naming close matches once all is parsed."""
+        return dag_lookup.find_dag(client, self.repo.dags, bundle_name(self.repo.team), dag_id, timeout)
 
     def health_report(self, state: StackState) -> dict[str, Any] | None:
         try:

@@ -23,6 +23,13 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
 SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+# Seconds between the dag-processor's looks for new DAG files (Airflow's default, 300, is for clusters).
+DAG_REFRESH_INTERVAL = 10
+
+
+def bundle_name(team: str) -> str:
+    """The DAG bundle that serves the team's dags/ folder."""
+    return team
 
 
 class Health(StrEnum):
@@ -82,7 +89,7 @@ def airflow_env(
         }
     )
     bundles = json.dumps(
-        [{"name": team, "classpath": LOCAL_BUNDLE_CLASS, "kwargs": {"path": str(layout.dags)}}]
+        [{"name": bundle_name(team), "classpath": LOCAL_BUNDLE_CLASS, "kwargs": {"path": str(layout.dags)}}]
     )
     db_host, db_port = (
         (layout.postgres_host, state.postgres_port)
@@ -109,8 +116,7 @@ def airflow_env(
         "AIRFLOW__API__PORT": str(state.ui_port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
-        # Find new DAG files quickly (default 300 s): this is a developer's loop, not a cluster.
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         # Server components and task processes (workers) each read their own setting.
         "AIRFLOW__SECRETS__BACKEND": SECRETS_BACKEND_CLASS,
