@@ -77,9 +77,10 @@ def copy_demo_team(dest: Path) -> Path:
     return generate_team_repo(dest, "demo")
 
 
-def status_json(repo: Path) -> dict:
+def status_json(repo: Path, exit_code: int = 0) -> dict:
+    """`ariel local status --json`, which must exit ``exit_code`` (0: running and healthy)."""
     result = run_ariel("local", "status", "--json", "--team-repo", str(repo))
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == exit_code, result.stdout + result.stderr
     return json.loads(result.stdout)
 
 

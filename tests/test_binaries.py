@@ -7,6 +7,7 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import binaries
 
 
+@pytest.mark.postgres
 def test_postgres_is_found_on_path_or_in_the_system_install() -> None:
     bin_dir = binaries.postgres_bin_dir()
     assert (bin_dir / "postgres").exists() and (bin_dir / "initdb").exists()

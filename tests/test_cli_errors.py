@@ -61,13 +61,6 @@ def test_taken_ui_port_is_refused_before_anything_starts(workdir: Path) -> None:
     assert not (repo / ".ariel" / "run").exists()
 
 
-def test_status_without_a_stack(workdir: Path) -> None:
-    repo = copy_demo_team(workdir / "team")
-    result = run_ariel("local", "status", "--team-repo", str(repo))
-    assert result.returncode == 2
-    assert "no local stack has been started" in result.stderr and "ariel local up" in result.stderr
-
-
 def test_trigger_rejects_conf_that_is_not_a_json_object(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     result = run_ariel("local", "trigger", "demo__daily_export", "--conf", "[1]", "--team-repo", str(repo))

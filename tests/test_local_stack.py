@@ -1,4 +1,7 @@
-"""The native local stack on real processes: Postgres, PgBouncer and the Airflow 3.3 components."""
+"""The native local stack on real processes: Postgres, PgBouncer and the Airflow 3.3 components.
+
+The tests share one stack (the module's fixture) but not each other's results: each passes alone.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +18,33 @@ import pytest
 from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState, free_port
 
-from conftest import DEMO_DAG, ForegroundUp, copy_demo_team, pgbouncer_view, run_ariel, status_json
+from conftest import (
+    DEMO_DAG,
+    ForegroundUp,
+    copy_demo_team,
+    no_traceback,
+    pgbouncer_view,
+    run_ariel,
+    status_json,
+)
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+
+QUICK_DAG = """
+from datetime import datetime, timedelta
+from airflow.sdk import dag, task
+
+@dag(dag_id="{dag_id}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False,
+     tags=["team:demo"],
+     default_args={{"owner": "demo", "retries": 0, "execution_timeout": timedelta(minutes=5)}})
+def quick():
+    @task
+    def hello():
+        print("hello")
+    hello()
+
+quick()
+"""
 
 FAILING_DAG = """
 from datetime import datetime, timedelta
@@ -197,19 +224,76 @@ def _runs(repo: Path, dag_id: str) -> int:
     from ariel_airflow.localdev.native import NativeEngine
     from ariel_airflow.team import TeamRepo
 
-    with NativeEngine(TeamRepo.load(repo)).client() as client:
-        client.wait_for_dag(dag_id, timeout=120)  # a new database knows the DAG once it is parsed
+    engine = NativeEngine(TeamRepo.load(repo))
+    with engine.client() as client:
+        engine.find_dag(client, dag_id, timeout=120)  # a new database knows the DAG once it is parsed
         return client.run_count(dag_id)
+
+
+def test_unknown_dag_id_is_answered_at_once_with_the_close_match(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    for parsed in (DEMO_DAG, "demo__fails"):  # every file is parsed: what follows is the answer's own time
+        _runs(repo, parsed)
+    for typo, expected in (("demo_daily_export", f"did you mean `{DEMO_DAG}`?"), ("no_such_dag", DEMO_DAG)):
+        t0 = time.monotonic()
+        result = run_ariel("local", "trigger", typo, "--wait", "--team-repo", str(repo))
+        took = time.monotonic() - t0
+        assert result.returncode == 2, result.stderr
+        assert f"no DAG {typo!r}" in result.stderr and expected in result.stderr
+        assert no_traceback(result)
+        assert took < 15, f"`ariel local trigger {typo} --wait` took {took:.0f}s"
+
+
+def test_unknown_dag_id_lists_the_import_errors(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    broken = repo / "dags" / "demo_broken_import.py"
+    broken.write_text("from airflow.sdk import dag\nimport no_such_module_4d1e\n")
+    try:
+        # Asked at once: the answer waits for the new file's parse, then names its error.
+        result = run_ariel("local", "trigger", "demo__broken_import", "--team-repo", str(repo))
+        assert result.returncode == 2, result.stderr
+        assert "1 file fails to import" in result.stderr
+        assert "demo_broken_import.py: ModuleNotFoundError" in result.stderr
+        assert "no_such_module_4d1e" in result.stderr
+    finally:
+        broken.unlink()
+
+
+def test_a_dag_file_added_just_now_is_found_and_runs(stack: tuple[Path, int]) -> None:
+    repo, _ = stack
+    added = repo / "dags" / "demo_added_now.py"
+    added.write_text(QUICK_DAG.format(dag_id="demo__added_now"))
+    try:
+        result = run_ariel(
+            "local", "trigger", "demo__added_now", "--wait", "--timeout", "300", "--team-repo", str(repo)
+        )
+        assert result.returncode == 0, result.stderr
+        assert "succeeded" in result.stderr
+    finally:
+        added.unlink()
 
 
 def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     stack: tuple[Path, int],
 ) -> None:
     repo, port = stack
+    ran = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert ran.returncode == 0, ran.stderr
     before = _runs(repo, DEMO_DAG)
     assert before >= 1
     assert run_ariel("local", "down", "--team-repo", str(repo)).returncode == 0
     assert not list((repo / ".ariel" / "run").glob("*.pid"))
+
+    # Stopped: `status` says so, since when, and that the database is kept.
+    stopped = status_json(repo, exit_code=3)
+    assert stopped["running"] is False and stopped["stopped_cleanly"] is True
+    assert stopped["database_kept"] is True and stopped["database"] == str(repo / ".ariel" / "pgdata")
+    assert stopped["started_at"] < stopped["stopped_at"]
+    text = run_ariel("local", "status", "--team-repo", str(repo))
+    assert text.returncode == 3
+    assert "is not running: stopped with `ariel local down`" in text.stdout
+    assert "metadata database is kept" in text.stdout
+    assert "import errors" not in text.stdout and f":{port}" not in text.stdout
 
     # Foreground `up`: history is back, and Ctrl-C stops everything.
     up = ForegroundUp(
@@ -217,6 +301,7 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     )
     up.wait_until_up()
     assert _runs(repo, DEMO_DAG) == before
+    assert status_json(repo)["running"] is True
     pids = [json.loads(p.read_text())["pid"] for p in (repo / ".ariel" / "run").glob("*.pid")]
     code, err = up.ctrl_c()
     assert code == 0, err
@@ -225,6 +310,9 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
 
     assert run_ariel("local", "down", "--purge", "--team-repo", str(repo)).returncode == 0
     assert not (repo / ".ariel").exists()
+    purged = status_json(repo, exit_code=3)
+    assert purged["running"] is False and purged["database_kept"] is False
+    assert "No metadata database is kept" in run_ariel("local", "status", "--team-repo", str(repo)).stdout
     result = run_ariel(
         "local", "up", "--engine", "native", "--detach", "--port", str(port), "--team-repo", str(repo)
     )

@@ -6,6 +6,8 @@ import contextlib
 import json
 import signal
 import sys
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,18 +16,28 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from ariel_airflow import __version__
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev.engines import engine_for_up, engine_of
+from ariel_airflow.localdev.engines import Engine, engine_for_up, engine_of
 from ariel_airflow.localdev.progress import Progress, err_console
+from ariel_airflow.localdev.stack import StatusCode, status_code
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
 from ariel_airflow.team import TeamRepo
+from ariel_airflow.pins import version_text
 
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
 app.add_typer(local, name="local")
 out = Console(highlight=False, soft_wrap=True)
+
+
+class ReportFormat(StrEnum):
+    """Formats of `ariel check`'s report."""
+
+    TEXT = "text"
+    JSON = "json"
+    JUNIT = "junit"
+
 
 TeamRepoOption = Annotated[
     Path,
@@ -36,10 +48,12 @@ TeamRepoOption = Annotated[
 @app.callback(invoke_without_command=True)
 def _main(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", help="Print the kit version.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the kit's and the installed Airflow's versions.")
+    ] = False,
 ) -> None:
     if version:
-        out.print(__version__)
+        out.print(version_text())
     elif ctx.invoked_subcommand is None:
         out.print(ctx.get_help())
 
@@ -47,7 +61,7 @@ def _main(
 @app.command("check")
 def check(
     path: Annotated[Path, typer.Argument(help="Root of the team repository.")] = Path("."),
-    output: Annotated[str, typer.Option("--format", help="text, json or junit.")] = "text",
+    output: Annotated[ReportFormat, typer.Option("--format", help="Report format.")] = ReportFormat.TEXT,
     select: Annotated[
         str | None, typer.Option(help="Only these rules (ids or names, comma-separated).")
     ] = None,
@@ -59,9 +73,11 @@ def check(
     from ariel_airflow.checks import report
     from ariel_airflow.checks.runner import parse_rule_list, run_check
 
-    formats = {"text": report.as_text, "json": report.as_json, "junit": report.as_junit}
-    if output not in formats:
-        raise UserError(f"unknown format {output!r}", where="--format", fix="use text, json or junit")
+    formats = {
+        ReportFormat.TEXT: report.as_text,
+        ReportFormat.JSON: report.as_json,
+        ReportFormat.JUNIT: report.as_junit,
+    }
     result = run_check(
         path, select=parse_rule_list(select, "--select"), ignore=parse_rule_list(ignore, "--ignore")
     )
@@ -72,7 +88,9 @@ def check(
 @local.command("up")
 def local_up(
     team_repo: TeamRepoOption = Path("."),
-    engine: Annotated[str, typer.Option(help="auto, native or docker.")] = "auto",
+    engine: Annotated[
+        Engine, typer.Option(help="auto: Docker when a daemon answers, else native.")
+    ] = Engine.AUTO,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Return once healthy.")] = False,
     port: Annotated[int, typer.Option(help="Port of the UI and REST API.")] = DEFAULT_UI_PORT,
     parallelism: Annotated[
@@ -80,10 +98,8 @@ def local_up(
     ] = DEFAULT_PARALLELISM,
 ) -> None:
     """Start Postgres, PgBouncer and Airflow for the team repository."""
-    if engine not in ("auto", "native", "docker"):
-        raise UserError(f"unknown engine {engine!r}", where="--engine", fix="use auto, native or docker")
     repo = TeamRepo.load(team_repo)
-    stack = engine_for_up(repo, engine)  # type: ignore[arg-type]
+    stack = engine_for_up(repo, engine)
     progress = Progress()
     progress.info(f"team {repo.team.name!r} at {repo.root} ({stack.name} engine)")
     _stop_on_sigterm()
@@ -121,19 +137,27 @@ def local_down(
     )
 
 
-@local.command("status")
+STATUS_HELP = (
+    "Services, health, ports and DAG import errors; when stopped, since when and whether the database "
+    "is kept.\n\nExit codes: "
+    + "; ".join(f"{code.value} {code.meaning}" for code in StatusCode)
+    + "; 2 an error you can fix (the message says how)."
+)
+
+
+@local.command("status", help=STATUS_HELP)
 def local_status(
     team_repo: TeamRepoOption = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Services, health, ports and DAG import errors."""
     status = engine_of(TeamRepo.load(team_repo)).status()
     if as_json:
         print(json.dumps(status, indent=2))
-        return
-    _print_status(status)
-    if any(row["health"] != "healthy" for row in status["services"]):
-        raise typer.Exit(1)
+    elif status["running"]:
+        _print_status(status)
+    else:
+        _print_stopped(status)
+    raise typer.Exit(status_code(status))
 
 
 @local.command("logs")
@@ -155,7 +179,7 @@ def local_trigger(
     conf: Annotated[str, typer.Option(help="Run configuration as a JSON object.")] = "{}",
     wait: Annotated[bool, typer.Option(help="Wait for the run to finish; exit 1 if it fails.")] = False,
     timeout: Annotated[
-        float, typer.Option(help="Seconds to wait (for the DAG to appear and to finish).")
+        float, typer.Option(help="Seconds to wait (for a new DAG file to be parsed, and for the run).")
     ] = 600,
 ) -> None:
     """Trigger a DAG run through the REST API (unpausing the DAG)."""
@@ -169,8 +193,9 @@ def local_trigger(
             where="--conf",
             fix="""pass an object, e.g. '{"key": 1}'""",
         )
-    with engine_of(TeamRepo.load(team_repo)).client() as client:
-        client.wait_for_dag(dag_id, timeout)
+    stack = engine_of(TeamRepo.load(team_repo))
+    with stack.client() as client:
+        stack.find_dag(client, dag_id, timeout)
         run_id = client.trigger(dag_id, run_conf)
         err_console.print(f"triggered {dag_id} run {run_id}")
         if not wait:
@@ -210,6 +235,46 @@ def _print_status(status: dict[str, Any]) -> None:
         for error in errors:
             out.print(f"[bold]{error['file']}[/]", highlight=False)
             out.print(error["error"].rstrip(), markup=False)
+
+
+def _print_stopped(status: dict[str, Any]) -> None:
+    if status["started_at"] is None:
+        out.print(
+            f"The local stack of team {status['team']!r} is not running (never started here, or purged)."
+        )
+    elif status["stopped_cleanly"]:
+        out.print(
+            f"The local stack of team {status['team']!r} is not running: stopped with `ariel local down` "
+            f"{_ago(status['stopped_at'])}."
+        )
+    else:
+        out.print(
+            f"The local stack of team {status['team']!r} is not running: it stopped without "
+            "`ariel local down` (a crash, or a restart of the machine); "
+            f"it was last started {_ago(status['started_at'])}."
+        )
+    if status["database_kept"]:
+        out.print(
+            f"Its metadata database is kept ({status['database']}): `ariel local up` starts it again with "
+            "its DAG runs; `ariel local down --purge` deletes it."
+        )
+    else:
+        out.print("No metadata database is kept. Start a new stack with `ariel local up`.")
+
+
+def _ago(moment: str) -> str:
+    when = datetime.fromisoformat(moment).astimezone()
+    minutes = (datetime.now(UTC) - when).total_seconds() / 60
+    since = (
+        "less than a minute"
+        if minutes < 1
+        else f"{minutes:.0f} min"
+        if minutes < 120
+        else f"{minutes / 60:.0f} h"
+        if minutes < 2880
+        else f"{minutes / 1440:.0f} days"
+    )
+    return f"{when:%Y-%m-%d %H:%M:%S} ({since} ago)"
 
 
 def _stop_on_sigterm() -> None:

@@ -1,4 +1,5 @@
-"""The kit's pins, read from its lock files (written by `nox -s lock`, never by hand).
+"""The kit's versions: the pins of its lock files (written by `nox -s lock`, never by hand) and what
+is installed (``ariel --version``), read without importing Airflow.
 
 - ``constraints.txt``: the kit and its development tools, resolved for Python 3.11.
 - ``constraints-team.txt``: what a team repository receives as its ``constraints.txt``: the kit's
@@ -8,14 +9,16 @@
 from __future__ import annotations
 
 import platform
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from ariel_airflow import __version__
 from ariel_airflow.template import KIT_ROOT
 
+AIRFLOW_DISTRIBUTION = "apache-airflow"
 KIT_CONSTRAINTS = "constraints.txt"
 TEAM_CONSTRAINTS = "constraints-team.txt"
 
@@ -45,5 +48,17 @@ def airflow_pin(kit_root: Path = KIT_ROOT) -> str:
     """The Airflow version the kit pins: from the lock of a kit checkout, else the installed one."""
     lock = kit_root / KIT_CONSTRAINTS
     if lock.is_file():
-        return read_pins(lock)["apache-airflow"]
-    return version("apache-airflow")  # an installed kit was installed with its pins
+        return read_pins(lock)[AIRFLOW_DISTRIBUTION]
+    return version(AIRFLOW_DISTRIBUTION)  # an installed kit was installed with its pins
+
+
+def installed_airflow() -> str | None:
+    """The installed Airflow's version, from its distribution metadata (``None`` if not installed)."""
+    try:
+        return version(AIRFLOW_DISTRIBUTION)
+    except PackageNotFoundError:
+        return None
+
+
+def version_text() -> str:
+    return f"ariel-airflow {__version__}\napache-airflow {installed_airflow() or '(not installed)'}"

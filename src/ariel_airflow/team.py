@@ -77,6 +77,11 @@ class Team:
         return {TEAM_LABEL: self.name, WORKLOAD_IDENTITY_LABEL: "true"}
 
     @property
+    def bundle_name(self) -> str:
+        """The DAG bundle that serves the team's repository (locally its dags/ folder)."""
+        return self.name
+
+    @property
     def dag_id_prefix(self) -> str:
         return f"{self.name}{DAG_ID_SEPARATOR}"
 

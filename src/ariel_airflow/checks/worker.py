@@ -36,7 +36,7 @@ def check_repo(repo: TeamRepo) -> list[Finding]:
     from airflow.dag_processing.dagbag import DagBag
 
     dags = repo.dags
-    bag = DagBag(dag_folder=dags, bundle_path=dags, bundle_name=repo.team.name)
+    bag = DagBag(dag_folder=dags, bundle_path=dags, bundle_name=repo.team.bundle_name)
     findings += collector.findings
     for relative, error in bag.import_errors.items():
         path = dags / relative

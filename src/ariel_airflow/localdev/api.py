@@ -11,6 +11,7 @@ import httpx
 from ariel_airflow.errors import UserError
 
 FINISHED = {"success", "failed"}
+PAGE = 100  # Airflow's [api] maximum_page_limit
 
 
 @dataclass
@@ -22,7 +23,7 @@ class RunResult:
 
 
 class AirflowClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 10.0) -> None:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 30.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._username = username
         self._password = password
@@ -57,19 +58,38 @@ class AirflowClient:
         return response.json()["access_token"]
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        if self._token is None:
-            self._token = self._login()
-        headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
-        return self._http.request(method, path, headers=headers, **kwargs)
+        try:
+            if self._token is None:
+                self._token = self._login()
+            headers = {"Authorization": f"Bearer {self._token}", **kwargs.pop("headers", {})}
+            return self._http.request(method, path, headers=headers, **kwargs)
+        except httpx.TransportError as exc:
+            raise UserError(
+                f"the local Airflow at {self.base_url} does not answer ({exc.__class__.__name__})",
+                fix="see `ariel local status`; start the stack with `ariel local up`",
+            ) from None
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
         response.raise_for_status()
         return response.json()
 
+    def _all(self, path: str, key: str) -> list[dict[str, Any]]:
+        """Every entry of a paged collection (the API returns at most 100 per page)."""
+        entries: list[dict[str, Any]] = []
+        while True:
+            page = self._json("GET", path, params={"limit": PAGE, "offset": len(entries)})
+            entries += page[key]
+            if not page[key] or len(entries) >= page["total_entries"]:
+                return entries
+
     # -- what the CLI needs ---------------------------------------------------------------------
     def import_errors(self) -> list[dict[str, Any]]:
-        return self._json("GET", "/api/v2/importErrors", params={"limit": 100})["import_errors"]
+        return self._all("/api/v2/importErrors", "import_errors")
+
+    def dags(self) -> list[dict[str, Any]]:
+        """Every DAG whose file is still there (Airflow leaves out stale DAGs)."""
+        return self._all("/api/v2/dags", "dags")
 
     def dag(self, dag_id: str) -> dict[str, Any] | None:
         response = self.request("GET", f"/api/v2/dags/{dag_id}")
@@ -79,7 +99,7 @@ class AirflowClient:
         return response.json()
 
     def wait_for_dag(self, dag_id: str, timeout: float) -> dict[str, Any]:
-        """The DAG once the dag-processor has parsed it; a clear error if it never shows up."""
+        """The DAG once it shows up, for callers that know it will (``dag_lookup.find_dag`` for users)."""
         deadline = time.monotonic() + timeout
         while (dag := self.dag(dag_id)) is None:
             if time.monotonic() > deadline:

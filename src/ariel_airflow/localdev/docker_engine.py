@@ -69,7 +69,7 @@ class DockerEngine(StackEngine):
 
     # -- model ----------------------------------------------------------------------------------
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team.name, state, compose.CONTAINER_LAYOUT)
+        return services(self.repo.team.bundle_name, state, compose.CONTAINER_LAYOUT)
 
     @cached_property
     def docker_client(self) -> docker.DockerClient:
@@ -224,6 +224,8 @@ class DockerEngine(StackEngine):
             progress.done(f"stopped {', '.join(running)}", time.monotonic() - t0)
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
+        else:
+            self._note_stopped(running)
         return running
 
     def _compose_down(self, command: list[str], *, volumes: bool) -> None:
@@ -237,8 +239,11 @@ class DockerEngine(StackEngine):
         if result.returncode != 0:
             raise UserError(f"compose down failed:\n{result.stdout}{result.stderr}", where=self.project)
 
-    def status(self) -> dict[str, Any]:
-        state = self._require_state()
+    def database(self) -> str | None:
+        volumes = self.docker_client.volumes.list(filters={"label": f"{PROJECT_LABEL}={self.project}"})
+        return f"Docker volume {volumes[0].name}" if volumes else None
+
+    def running_status(self, state: StackState) -> dict[str, Any]:
         report = self.health_report(state)
         containers = self.containers()
         rows = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.docker_engine import DockerEngine, daemon_answers
@@ -10,13 +10,23 @@ from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.team import TeamRepo
 
-EngineName = Literal["auto", "native", "docker"]
-ENGINES: dict[str, type[StackEngine]] = {"native": NativeEngine, "docker": DockerEngine}
+
+class Engine(StrEnum):
+    """The engines ``ariel local up --engine`` offers."""
+
+    AUTO = "auto"  # Docker when a daemon answers, else native
+    NATIVE = NativeEngine.name
+    DOCKER = DockerEngine.name
 
 
-def engine_for_up(repo: TeamRepo, requested: EngineName) -> StackEngine:
+ENGINES: dict[str, type[StackEngine]] = {Engine.NATIVE: NativeEngine, Engine.DOCKER: DockerEngine}
+
+
+def engine_for_up(repo: TeamRepo, requested: Engine) -> StackEngine:
     """The requested engine; ``auto`` is Docker when a daemon answers, else native."""
-    name = requested if requested != "auto" else ("docker" if daemon_answers() else "native")
+    if requested is Engine.AUTO:
+        requested = Engine.DOCKER if daemon_answers() else Engine.NATIVE
+    name = requested.value
     current = engine_of(repo)
     try:
         running = current.running_services() if current.name != name else []

@@ -51,7 +51,7 @@ class NativeEngine(StackEngine):
         )
 
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team.name, state, self.layout())
+        return services(self.repo.team.bundle_name, state, self.layout())
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
@@ -76,7 +76,10 @@ class NativeEngine(StackEngine):
             self._write_files(list(plan.values()), user)
             launcher = Launcher.start(
                 self.table,
-                env={**os.environ, **airflow_env(self.repo.team.name, state, self.layout(), "launcher")},
+                env={
+                    **os.environ,
+                    **airflow_env(self.repo.team.bundle_name, state, self.layout(), "launcher"),
+                },
                 cwd=self.state_dir,
                 secrets={
                     "connections": str(self.repo.connections_file),
@@ -252,10 +255,15 @@ class NativeEngine(StackEngine):
                     progress.done(f"stopped {', '.join(names)}", time.monotonic() - t0)
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
+        else:
+            self._note_stopped(stopped)
         return stopped
 
-    def status(self) -> dict[str, Any]:
-        state = self._require_state()
+    def database(self) -> str | None:
+        pgdata = Path(self.layout().pgdata)
+        return str(pgdata) if (pgdata / "PG_VERSION").exists() else None
+
+    def running_status(self, state: StackState) -> dict[str, Any]:
         report = self.health_report(state)
         rows = []
         for svc in self.services(state):

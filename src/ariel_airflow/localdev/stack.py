@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from datetime import UTC, datetime
+from enum import IntEnum
 from typing import Any
 
 import httpx
 import psycopg
 
 from ariel_airflow.errors import UserError
+from ariel_airflow.localdev import dag_lookup
 from ariel_airflow.localdev.api import AirflowClient
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import StackState, free_port, port_is_free
@@ -23,6 +26,22 @@ TIMEOUTS = {  # seconds until a service must be healthy
     Health.API: 240,
     Health.HEARTBEAT: 240,
 }
+
+
+class StatusCode(IntEnum):
+    """Exit codes of `ariel local status` (2 stays a user error, as everywhere)."""
+
+    HEALTHY = 0
+    UNHEALTHY = 1
+    NOT_RUNNING = 3
+
+    @property
+    def meaning(self) -> str:
+        return {
+            StatusCode.HEALTHY: "running and healthy",
+            StatusCode.UNHEALTHY: "running, but a service is stopped or unhealthy",
+            StatusCode.NOT_RUNNING: "not running (stopped, never started, or purged)",
+        }[self]
 
 
 class StackEngine(ABC):
@@ -49,8 +68,12 @@ class StackEngine(ABC):
         """Stop the stack, keeping the database unless ``purge``; return the services that were running."""
 
     @abstractmethod
-    def status(self) -> dict[str, Any]:
+    def running_status(self, state: StackState) -> dict[str, Any]:
         """Each service's health, port and pid, and the DAG import errors (``_report``'s shape)."""
+
+    @abstractmethod
+    def database(self) -> str | None:
+        """Where the metadata database is kept (a folder or a Docker volume); ``None`` if there is none."""
 
     @abstractmethod
     def running_services(self) -> list[str]:
@@ -64,9 +87,37 @@ class StackEngine(ABC):
     def state(self) -> StackState | None:
         return StackState.load(self.state_file)
 
+    def status(self) -> dict[str, Any]:
+        """``running_status`` while anything runs; else since when it is stopped and what is kept."""
+        state = self.state()
+        if state is not None and self.running_services():
+            return {"running": True, **self.running_status(state)}
+        database = self.database()
+        return {
+            "running": False,
+            "engine": state.engine if state else None,
+            "team": self.repo.team.name,
+            "started_at": _iso(state.started_at) if state else None,
+            "stopped_at": _iso(state.stopped_at) if state else None,
+            # False: the services died without `down` (a crash, a reboot); None: never started.
+            "stopped_cleanly": bool(state.stopped_at) if state and state.started_at else None,
+            "database_kept": database is not None,
+            "database": database,
+        }
+
+    def _note_stopped(self, stopped: list[str]) -> None:
+        """Record when `down` stopped a running stack (for `status`)."""
+        state = self.state()
+        if stopped and state is not None:
+            state.model_copy(update={"stopped_at": datetime.now(UTC)}).save(self.state_file)
+
     def client(self, state: StackState | None = None) -> AirflowClient:
         state = state or self._require_state()
         return AirflowClient(f"http://127.0.0.1:{state.ui_port}", ADMIN_USER, ADMIN_PASSWORD)
+
+    def find_dag(self, client: AirflowClient, dag_id: str, timeout: float) -> dict[str, Any]:
+        """The DAG once the dag-processor has parsed it; an error naming close matches once all is parsed."""
+        return dag_lookup.find_dag(client, self.repo.dags, self.repo.team.bundle_name, dag_id, timeout)
 
     def health_report(self, state: StackState) -> dict[str, Any] | None:
         try:
@@ -97,6 +148,8 @@ class StackEngine(ABC):
                 "parallelism": parallelism,
                 "postgres_port": postgres_port,
                 "pgbouncer_port": free_port(previous.pgbouncer_port, avoid={ui_port, postgres_port}),
+                "started_at": datetime.now(UTC),
+                "stopped_at": None,
             }
         ).with_new_keys()
         self._make_state_dir()
@@ -127,6 +180,18 @@ class StackEngine(ABC):
             "services": rows,
             "import_errors": self.import_errors(state, report),
         }
+
+
+def status_code(status: dict[str, Any]) -> StatusCode:
+    """The exit code of `ariel local status` for ``status()``'s answer."""
+    if not status["running"]:
+        return StatusCode.NOT_RUNNING
+    healthy = all(row["health"] == "healthy" for row in status["services"])
+    return StatusCode.HEALTHY if healthy else StatusCode.UNHEALTHY
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def component_status(report: dict[str, Any] | None, key: str | None) -> str | None:

@@ -7,6 +7,7 @@ import json
 import os
 import secrets
 import socket
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -28,6 +29,8 @@ class StackState(BaseModel):
     api_secret_key: str = ""
     fernet_key: str = ""
     images: dict[str, str] = {}  # Docker engine: the image tags the stack was started with
+    started_at: datetime | None = None  # the last `up`
+    stopped_at: datetime | None = None  # the last `down` after it (None: still up, or it died)
 
     @classmethod
     def load(cls, path: Path) -> StackState | None:

@@ -23,6 +23,8 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
 SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+# Seconds between the dag-processor's looks for new DAG files (Airflow's default, 300, is for clusters).
+DAG_REFRESH_INTERVAL = 10
 
 
 class Health(StrEnum):
@@ -72,7 +74,7 @@ def database_url(host: str, port: int, state: StackState, app: str) -> str:
 
 
 def airflow_env(
-    team: str, state: StackState, layout: Layout, app: str, *, direct: bool = False
+    bundle: str, state: StackState, layout: Layout, app: str, *, direct: bool = False
 ) -> dict[str, str]:
     """Environment shared by every Airflow component (``direct`` bypasses PgBouncer, for migrations)."""
     secrets_kwargs = json.dumps(
@@ -82,7 +84,7 @@ def airflow_env(
         }
     )
     bundles = json.dumps(
-        [{"name": team, "classpath": LOCAL_BUNDLE_CLASS, "kwargs": {"path": str(layout.dags)}}]
+        [{"name": bundle, "classpath": LOCAL_BUNDLE_CLASS, "kwargs": {"path": str(layout.dags)}}]
     )
     db_host, db_port = (
         (layout.postgres_host, state.postgres_port)
@@ -109,8 +111,7 @@ def airflow_env(
         "AIRFLOW__API__PORT": str(state.ui_port),
         "AIRFLOW__API__WORKERS": "1",
         "AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST": bundles,
-        # Find new DAG files quickly (default 300 s): this is a developer's loop, not a cluster.
-        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": str(DAG_REFRESH_INTERVAL),
         "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
         # Server components and task processes (workers) each read their own setting.
         "AIRFLOW__SECRETS__BACKEND": SECRETS_BACKEND_CLASS,
@@ -140,11 +141,11 @@ ignore_startup_parameters = extra_float_digits
 """
 
 
-def services(team: str, state: StackState, layout: Layout) -> list[Service]:
+def services(bundle: str, state: StackState, layout: Layout) -> list[Service]:
     """All services in start order (stop in reverse)."""
 
     def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
-        env = airflow_env(team, state, layout, name, direct=health is Health.EXITS_ZERO)
+        env = airflow_env(bundle, state, layout, name, direct=health is Health.EXITS_ZERO)
         requires = kw.pop("requires", ("migrate", "pgbouncer"))  # all four start together, as natively
         return Service(name, ["airflow", *argv], health, env=env, heartbeat_key=key, requires=requires, **kw)
 
