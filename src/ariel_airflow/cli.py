@@ -22,8 +22,8 @@ from ariel_airflow.localdev.progress import Progress, err_console
 from ariel_airflow.localdev.stack import StatusCode, status_code
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
-from ariel_airflow.team import TeamRepo
 from ariel_airflow.pins import version_text
+from ariel_airflow.team import TeamRepo
 
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
