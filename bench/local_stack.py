@@ -32,8 +32,8 @@ from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.processes import pss_bytes
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import free_port
-from ariel_airflow.localdev.team_repo import TeamRepo
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, SECRETS_BACKEND_CLASS
+from ariel_airflow.team import TeamRepo
 from ariel_airflow.template import generate_team_repo
 
 DAG_ID = "demo__daily_export"  # the example DAG of a team repository generated for team "demo"
