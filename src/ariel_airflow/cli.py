@@ -83,9 +83,11 @@ def local_up(
     if engine not in ("auto", "native", "docker"):
         raise UserError(f"unknown engine {engine!r}", where="--engine", fix="use auto, native or docker")
     repo = TeamRepo.load(team_repo)
-    stack = engine_for_up(repo, engine)  # type: ignore[arg-type]
+    stack, why_not_docker = engine_for_up(repo, engine)  # type: ignore[arg-type]
     progress = Progress()
     progress.info(f"team {repo.team!r} at {repo.root} ({stack.name} engine)")
+    if why_not_docker:
+        progress.info(f"not the docker engine: {why_not_docker}")
     _stop_on_sigterm()
     state = stack.up(ui_port=port, parallelism=parallelism, progress=progress)
     err_console.print(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev.docker_engine import DockerEngine, daemon_answers
+from ariel_airflow.localdev.docker_engine import DockerEngine
+from ariel_airflow.localdev.docker_tools import docker_problem
 from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.localdev.team_repo import TeamRepo
@@ -14,9 +15,13 @@ EngineName = Literal["auto", "native", "docker"]
 ENGINES: dict[str, type[StackEngine]] = {"native": NativeEngine, "docker": DockerEngine}
 
 
-def engine_for_up(repo: TeamRepo, requested: EngineName) -> StackEngine:
-    """The requested engine; ``auto`` is Docker when a daemon answers, else native."""
-    name = requested if requested != "auto" else ("docker" if daemon_answers() else "native")
+def engine_for_up(repo: TeamRepo, requested: EngineName) -> tuple[StackEngine, str | None]:
+    """The requested engine, and why ``auto`` did not take Docker (it does when a daemon and Compose
+    answer, else it takes native)."""
+    name, why_not_docker = requested, None
+    if requested == "auto":
+        problem = docker_problem()
+        name, why_not_docker = ("native", problem.message) if problem else ("docker", None)
     current = engine_of(repo)
     try:
         running = current.running_services() if current.name != name else []
@@ -29,7 +34,7 @@ def engine_for_up(repo: TeamRepo, requested: EngineName) -> StackEngine:
             where=str(repo.root),
             fix="stop it first with `ariel local down`",
         )
-    return ENGINES[name](repo)
+    return ENGINES[name](repo), why_not_docker
 
 
 def engine_of(repo: TeamRepo) -> StackEngine:
