@@ -26,6 +26,7 @@ def test_folder_without_dags_is_not_a_team_repo(workdir: Path) -> None:
     assert "no dags/ folder" in result.stderr and "fix:" in result.stderr
 
 
+@pytest.mark.postgres  # the native engine finds its programs before it reads the secrets
 def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     (repo / ".local" / "variables.yaml").unlink()
@@ -39,6 +40,7 @@ def test_missing_secrets_file_stops_before_anything_starts(workdir: Path) -> Non
     assert not list((repo / ".ariel" / "run").glob("*.pid"))  # nothing left running
 
 
+@pytest.mark.postgres  # the native engine finds its programs before it reads the secrets
 def test_malformed_secrets_file_names_the_line(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     (repo / ".local" / "connections.yaml").write_text("demo_warehouse: http://h\nbad: [\n")
@@ -96,7 +98,7 @@ def machine_state(state: str, workdir: Path) -> dict[str, str]:
     if state == NO_DAEMON and shutil.which("docker") is None:
         # This machine has no Docker CLI: one that finds no daemon, as the real one would.
         stand_in = workdir / "docker-cli" / "docker"
-        stand_in.parent.mkdir()
+        stand_in.parent.mkdir(parents=True)
         stand_in.write_text("#!/bin/sh\necho 'Cannot connect to the Docker daemon' >&2\nexit 1\n")
         stand_in.chmod(0o755)
         env["PATH"] = f"{stand_in.parent}{os.pathsep}"
@@ -179,7 +181,8 @@ def test_auto_engine_takes_native_and_says_why(state: str, reason: str, workdir:
 def test_unknown_compose_setting_is_refused_whatever_the_engine(workdir: Path) -> None:
     repo = copy_demo_team(workdir / "team")
     for engine in ("auto", "docker"):
-        result = up(repo, "--engine", engine, env={"ARIEL_COMPOSE": "v3"})
+        env = {**machine_state(NO_DAEMON, workdir / engine), "ARIEL_COMPOSE": "v3"}
+        result = up(repo, "--engine", engine, env=env)
         assert result.returncode == 2, result.stderr
         assert "ARIEL_COMPOSE: unknown Compose 'v3'" in result.stderr
         assert "set it to auto, v2 or v1" in result.stderr

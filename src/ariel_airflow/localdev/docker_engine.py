@@ -25,7 +25,7 @@ from docker.models.containers import Container
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import compose
-from ariel_airflow.localdev.docker_tools import docker_client, find_compose
+from ariel_airflow.localdev.docker_tools import compose_setting, docker_client, find_compose
 from ariel_airflow.localdev.images import ensure_images
 from ariel_airflow.localdev.local_secrets import finish_check, start_check
 from ariel_airflow.localdev.processes import tail
@@ -73,7 +73,8 @@ class DockerEngine(StackEngine):
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
-        self.docker_client  # noqa: B018 - the daemon first: without it, Compose is of no use
+        compose_setting()  # a wrong ARIEL_COMPOSE first, then the daemon: without it Compose is of no use
+        self.docker_client  # noqa: B018
         command = find_compose().argv
         if running := self.running_services():
             raise UserError(
