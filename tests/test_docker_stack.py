@@ -186,7 +186,7 @@ def test_malformed_secrets_file_names_the_line_before_anything_starts(docker_cli
 
 
 @pytest.mark.slow  # builds the images when they are not there yet
-def test_db_image_follows_the_official_postgres_contract(workdir: Path) -> None:
+def test_db_image_follows_the_official_postgres_contract(docker_client, workdir: Path) -> None:  # noqa: ANN001
     """testcontainers' PostgresContainer, made for the official image, drives ours unchanged."""
     from testcontainers.community.postgres import PostgresContainer
 

@@ -103,7 +103,8 @@ def plugin_path() -> Path:
 
 
 def _plugin_fix() -> str:
-    return (
+    cli = "" if shutil.which("docker") else "the Docker CLI (`docker`: the plugin runs in it) and "
+    return cli + (
         "the Compose v2 plugin: Docker's `docker-compose-plugin` package or your distribution's "
         "(Ubuntu: `docker-compose-v2`), or a Compose v2 release binary saved as "
         f"{plugin_path()} and made executable"
