@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import pytest
 
+from ariel_airflow.localdev.docker_tools import COMPOSE_COMMANDS, Compose
 from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState
 
@@ -96,6 +97,11 @@ os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
 def docker_client():  # noqa: ANN201 - docker is imported lazily
     """The Docker SDK's client. Without a daemon the Docker tests are skipped with the reason, or
     fail when ARIEL_REQUIRE_DOCKER is set (CI, where they must run)."""
+    return require_docker_daemon()
+
+
+def require_docker_daemon():  # noqa: ANN201
+    """The Docker SDK's client of the daemon DOCKER_HOST names; skip or fail as ``docker_unavailable``."""
     import docker
     import requests
 
@@ -112,6 +118,35 @@ def docker_unavailable(reason: str) -> NoReturn:
     if os.environ.get("ARIEL_REQUIRE_DOCKER"):
         pytest.fail(reason + "; ARIEL_REQUIRE_DOCKER is set")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="module", params=COMPOSE_COMMANDS)
+def compose_flavour(request: pytest.FixtureRequest) -> Iterator[Compose]:
+    """Each Compose the kit supports in turn (ARIEL_COMPOSE set for the module's tests and the commands
+    they run); a missing one is skipped with the reason, or fails under ARIEL_REQUIRE_DOCKER."""
+    from ariel_airflow.errors import UserError
+    from ariel_airflow.localdev.docker_tools import COMPOSE_SETTING, find_compose
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(COMPOSE_SETTING, request.param)
+        try:
+            found = find_compose()
+        except UserError as exc:
+            docker_unavailable(f"Compose {request.param} is missing: {exc.message}")
+        yield found
+
+
+def path_without(folder: Path, *commands: str) -> str:
+    """A PATH that finds every command of the current one except ``commands``: links in ``folder``."""
+    folder.mkdir(parents=True)
+    for entry in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if not os.path.isdir(entry):
+            continue
+        for program in Path(entry).iterdir():
+            link = folder / program.name
+            if program.name not in commands and not os.path.lexists(link) and os.access(program, os.X_OK):
+                link.symlink_to(program)
+    return str(folder)
 
 
 def pgbouncer_view(state: StackState) -> tuple[set[str], set[tuple[str, str]]]:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+from pathlib import Path
 
-import pytest
 import yaml
 
 from ariel_airflow.localdev import compose
-from ariel_airflow.localdev.docker_engine import compose_command
+from ariel_airflow.localdev.docker_tools import Compose
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import services
 
-from conftest import KIT_ROOT, docker_unavailable
+from conftest import KIT_ROOT
 
 
 def test_committed_compose_file_is_the_rendered_model() -> None:
@@ -51,24 +52,65 @@ def test_every_component_shares_the_keys_and_the_execution_api() -> None:
     }
 
 
-@pytest.mark.docker
-def test_compose_accepts_the_file(tmp_path) -> None:  # noqa: ANN001
-    command = compose_command()
-    if command is None:
-        docker_unavailable("neither `docker compose` nor `docker-compose` is installed")
-    state = StackState(postgres_port=5432, pgbouncer_port=6432).with_new_keys()
+def test_compose_fills_every_placeholder_with_the_stacks_values(
+    tmp_path: Path, compose_flavour: Compose
+) -> None:
+    """Compose itself (each version the kit supports) reads the file with one stack's values."""
+    state = StackState(
+        ui_port=18080,
+        postgres_port=15432,
+        pgbouncer_port=16432,
+        parallelism=3,
+        db_password="db-pass-of-the-test",
+        jwt_secret="jwt-of-the-test",
+        api_secret_key="api-key-of-the-test",
+        fernet_key="fernet-of-the-test",
+    )
     images = {"db": "ariel-local/db:test", "airflow": "ariel-local/airflow:test"}
-    env = compose.variables("demo", state, tmp_path, tmp_path / ".ariel" / "docker", images)
+    env = compose.variables("demo", state, tmp_path / "team", tmp_path / "stack", images)
     result = subprocess.run(
-        [*command, "--file", str(compose.compose_file()), "--project-name", "ariel-config-test", "config"],
-        env={"PATH": "/usr/local/bin:/usr/bin:/bin", **env},
+        [*compose_flavour.argv, "--file", str(compose.compose_file()), "--project-name", "cfg", "config"],
+        env={**os.environ, **env},
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    rendered = yaml.safe_load(result.stdout)
-    assert (
-        rendered["services"]["api-server"]["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == state.jwt_secret
+    assert "variable is not set" not in result.stderr.lower()  # v1 says WARNING, v2 level=warning
+    assert "${" not in result.stdout
+    rendered = yaml.safe_load(result.stdout)["services"]
+    api, postgres = rendered["api-server"], rendered["postgres"]
+    assert api["image"] == "ariel-local/airflow:test" and postgres["image"] == "ariel-local/db:test"
+    assert api["user"] == f"{os.getuid()}:{os.getgid()}"
+    assert api["environment"]["AIRFLOW__API_AUTH__JWT_SECRET"] == "jwt-of-the-test"
+    assert api["environment"]["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        "postgresql+psycopg2://airflow:db-pass-of-the-test@pgbouncer:16432/airflow"
+        "?application_name=ariel-api-server"
     )
-    assert "WARNING" not in result.stderr  # every variable was set
+    assert api["environment"]["AIRFLOW__CORE__PARALLELISM"] == "3"
+    assert postgres["environment"]["POSTGRES_PASSWORD"] == "db-pass-of-the-test"
+    assert published(api) == ["127.0.0.1:18080->18080"]
+    assert published(postgres) == ["127.0.0.1:15432->15432"]
+    assert (str(tmp_path / "team"), "/opt/ariel/team") in mounts(api)
+    assert (str(tmp_path / "stack" / "airflow"), "/opt/airflow") in mounts(api)
+    assert (str(tmp_path / "stack" / "pgbouncer"), "/etc/ariel/pgbouncer") in mounts(rendered["pgbouncer"])
+
+
+def published(service: dict) -> list[str]:
+    """Published ports as host_ip:published->target, from v1's short or v2's long syntax."""
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, str):  # 127.0.0.1:18080:18080/tcp
+            host_ip, host, target = port.removesuffix("/tcp").rsplit(":", 2)
+        else:
+            host_ip, host, target = port["host_ip"], port["published"], port["target"]
+        ports.append(f"{host_ip}:{host}->{target}")
+    return ports
+
+
+def mounts(service: dict) -> list[tuple[str, str]]:
+    """(host path, container path) of each bind mount, from v1's short or v2's long syntax."""
+    return [
+        tuple(volume.split(":")[:2]) if isinstance(volume, str) else (volume["source"], volume["target"])
+        for volume in service.get("volumes", [])
+    ]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import psycopg
 import pytest
 
 from ariel_airflow.localdev.docker_engine import DockerEngine
+from ariel_airflow.localdev.docker_tools import Compose
+from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import StackState, free_port
 from ariel_airflow.team import TeamRepo
 
@@ -24,23 +28,33 @@ from conftest import (
     status_json,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.docker]
+pytestmark = pytest.mark.docker
 
 SERVICES = ["postgres", "pgbouncer", "api-server", "scheduler", "dag-processor", "triggerer"]
+COMPOSE_VERSION_LABEL = "com.docker.compose.version"  # which Compose created a container
+
+
+class DockerStack(NamedTuple):
+    repo: Path
+    progress: str  # what `up` printed
+    compose: Compose  # the Compose that runs it
 
 
 @pytest.fixture(scope="module")
-def docker_stack(docker_client) -> Iterator[tuple[Path, str]]:  # noqa: ANN001
-    """A demo team repository on the Docker engine, started with ``--engine auto`` (a daemon answers);
-    yields it with ``up``'s progress output."""
-    base = Path(os.environ.get("ARIEL_TEST_DIR", "/tmp")) / f"ariel-docker-{os.getpid()}"
+def docker_stack(docker_client, compose_flavour: Compose) -> Iterator[DockerStack]:  # noqa: ANN001
+    """A demo team repository on the Docker engine, started with ``--engine auto`` (a daemon answers),
+    once under each Compose (ARIEL_COMPOSE set by ``compose_flavour``)."""
+    base = (
+        Path(os.environ.get("ARIEL_TEST_DIR", "/tmp"))
+        / f"ariel-docker-{os.getpid()}-{compose_flavour.flavour}"
+    )
     base.mkdir(mode=0o755, parents=True)
     repo = copy_demo_team(base / "team-demo")
     port = free_port()
     result = run_ariel("local", "up", "--detach", "--port", str(port), "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "(docker engine)" in result.stderr
-    yield repo, result.stderr
+    yield DockerStack(repo, result.stderr, compose_flavour)
     run_ariel("local", "down", "--purge", "--team-repo", str(repo))
     shutil.rmtree(base, ignore_errors=True)
 
@@ -53,8 +67,9 @@ def stack_state(repo: Path) -> StackState:
     return StackState.model_validate_json((repo / ".ariel" / "stack.json").read_text())
 
 
-def test_up_reports_progress_and_every_service_healthy(docker_stack: tuple[Path, str]) -> None:
-    repo, progress = docker_stack
+@pytest.mark.slow
+def test_up_reports_progress_and_every_service_healthy(docker_stack: DockerStack) -> None:
+    repo, progress, _ = docker_stack
     for line in ("postgres healthy", "pgbouncer healthy", "metadata database migrated", "triggerer healthy"):
         assert line in progress
     assert "Airflow is up" in progress
@@ -68,8 +83,21 @@ def test_up_reports_progress_and_every_service_healthy(docker_stack: tuple[Path,
     assert containers["migrate"].attrs["State"]["ExitCode"] == 0
 
 
-def test_database_runs_unprivileged_and_airflow_as_the_host_user(docker_stack: tuple[Path, str]) -> None:
-    repo, _ = docker_stack
+@pytest.mark.slow
+def test_the_compose_asked_for_made_the_containers(docker_stack: DockerStack) -> None:
+    repo, _, compose = docker_stack
+    labels = {c.labels[COMPOSE_VERSION_LABEL] for c in engine(repo).containers().values()}
+    reported = subprocess.run(
+        [*compose.argv, "version", "--short"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert labels == {reported.removeprefix("v")}, compose.argv
+    if compose.flavour == "v2":
+        assert reported.removeprefix("v").startswith("2."), reported
+
+
+@pytest.mark.slow
+def test_database_runs_unprivileged_and_airflow_as_the_host_user(docker_stack: DockerStack) -> None:
+    repo = docker_stack.repo
     containers = engine(repo).containers()
     for name in ("postgres", "pgbouncer"):
         code, out = containers[name].exec_run(["id", "-u"])
@@ -77,15 +105,17 @@ def test_database_runs_unprivileged_and_airflow_as_the_host_user(docker_stack: t
     assert containers["scheduler"].attrs["Config"]["User"] == f"{os.getuid()}:{os.getgid()}"
 
 
-def test_demo_dag_reads_local_secrets_and_succeeds(docker_stack: tuple[Path, str]) -> None:
-    repo, _ = docker_stack
+@pytest.mark.slow
+def test_demo_dag_reads_local_secrets_and_succeeds(docker_stack: DockerStack) -> None:
+    repo = docker_stack.repo
     result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stderr
 
 
-def test_every_airflow_connection_goes_through_pgbouncer(docker_stack: tuple[Path, str]) -> None:
-    repo, _ = docker_stack
+@pytest.mark.slow
+def test_every_airflow_connection_goes_through_pgbouncer(docker_stack: DockerStack) -> None:
+    repo = docker_stack.repo
     state = stack_state(repo)
     apps, pools = pgbouncer_view(state)
     assert {"ariel-api-server", "ariel-scheduler", "ariel-dag-processor", "ariel-triggerer"} <= apps
@@ -119,16 +149,18 @@ def test_every_airflow_connection_goes_through_pgbouncer(docker_stack: tuple[Pat
     assert sources and sources <= pgbouncer_ips
 
 
-def test_logs_of_one_service_and_a_clear_error_for_an_unknown_one(docker_stack: tuple[Path, str]) -> None:
-    repo, _ = docker_stack
+@pytest.mark.slow
+def test_logs_of_one_service_and_a_clear_error_for_an_unknown_one(docker_stack: DockerStack) -> None:
+    repo = docker_stack.repo
     result = run_ariel("local", "logs", "api-server", "-n", "50", "--team-repo", str(repo))
     assert result.returncode == 0 and "status_code=200" in result.stdout
     result = run_ariel("local", "logs", "nope", "--team-repo", str(repo))
     assert result.returncode == 2 and "dag-processor" in result.stderr
 
 
-def test_second_up_is_refused_while_running(docker_stack: tuple[Path, str]) -> None:
-    repo, _ = docker_stack
+@pytest.mark.slow
+def test_second_up_is_refused_while_running(docker_stack: DockerStack) -> None:
+    repo = docker_stack.repo
     result = run_ariel(
         "local", "up", "--engine", "docker", "--detach", "--port", str(free_port()), "--team-repo", str(repo)
     )
@@ -153,12 +185,13 @@ def test_malformed_secrets_file_names_the_line_before_anything_starts(docker_cli
     assert not docker_client.volumes.list(filters={"name": f"{stack.project}_pgdata"})
 
 
-def test_db_image_follows_the_official_postgres_contract(docker_stack: tuple[Path, str]) -> None:
+@pytest.mark.slow  # builds the images when they are not there yet
+def test_db_image_follows_the_official_postgres_contract(docker_client, workdir: Path) -> None:  # noqa: ANN001
     """testcontainers' PostgresContainer, made for the official image, drives ours unchanged."""
     from testcontainers.community.postgres import PostgresContainer
 
-    repo, _ = docker_stack
-    image = stack_state(repo).images["db"]
+    repo = copy_demo_team(workdir / "team")
+    image = engine(repo).build_images(Progress())["db"]
     with PostgresContainer(image, username="tc", password="s3cret", dbname="tcdb", driver=None) as pg:
         with psycopg.connect(pg.get_connection_url()) as conn:
             assert conn.execute("SELECT current_user, current_database()").fetchone() == ("tc", "tcdb")
@@ -166,12 +199,15 @@ def test_db_image_follows_the_official_postgres_contract(docker_stack: tuple[Pat
         assert code == 0 and b"PgBouncer" in out
 
 
+@pytest.mark.slow
 def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
-    docker_stack: tuple[Path, str],
+    docker_stack: DockerStack,
     docker_client,  # noqa: ANN001
 ) -> None:
-    repo, _ = docker_stack
+    repo = docker_stack.repo
     stack = engine(repo)
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr  # history that `down` must keep
     with stack.client() as client:
         before = client.run_count(DEMO_DAG)
     assert before >= 1
@@ -200,17 +236,7 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     assert not (repo / ".ariel").exists()
 
 
-def test_team_requirements_go_into_the_airflow_image_context(workdir: Path) -> None:
-    from ariel_airflow.localdev.images import airflow_requirements, kit_requirements
-
-    repo = copy_demo_team(workdir / "team")
-    (repo / "requirements.txt").write_text("humanize==4.9.0\n")
-    lines = airflow_requirements(repo).decode().splitlines()
-    assert "humanize==4.9.0" in lines
-    assert any(line.startswith("apache-airflow==3.3.2") for line in lines)
-    assert set(kit_requirements()) <= set(lines)
-
-
+@pytest.mark.slow  # builds the db image when it is not there yet
 def test_a_failed_image_build_names_its_log_and_the_settings_that_help(docker_client, workdir: Path) -> None:  # noqa: ANN001
     repo = copy_demo_team(workdir / "team")
     (repo / "requirements.txt").write_text("ariel-no-such-package-7f3a==1.0\n")

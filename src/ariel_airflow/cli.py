@@ -99,9 +99,11 @@ def local_up(
 ) -> None:
     """Start Postgres, PgBouncer and Airflow for the team repository."""
     repo = TeamRepo.load(team_repo)
-    stack = engine_for_up(repo, engine)
+    stack, why_not_docker = engine_for_up(repo, engine)
     progress = Progress()
     progress.info(f"team {repo.team.name!r} at {repo.root} ({stack.name} engine)")
+    if why_not_docker:
+        progress.info(f"not the docker engine: {why_not_docker}")
     _stop_on_sigterm()
     state = stack.up(ui_port=port, parallelism=parallelism, progress=progress)
     err_console.print(

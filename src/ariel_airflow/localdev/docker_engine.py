@@ -21,11 +21,11 @@ from typing import Any
 
 import docker
 import docker.errors
-import requests
 from docker.models.containers import Container
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import compose
+from ariel_airflow.localdev.docker_tools import compose_setting, docker_client, find_compose
 from ariel_airflow.localdev.images import ensure_images
 from ariel_airflow.localdev.local_secrets import finish_check, start_check
 from ariel_airflow.localdev.processes import tail
@@ -37,25 +37,6 @@ from ariel_airflow.team import TeamRepo
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-NO_DAEMON_FIX = "start Docker (Docker Desktop, or `sudo systemctl start docker`), or use `--engine native`"
-
-
-def daemon_answers() -> bool:
-    """Whether a Docker daemon and a Compose command are both available (for ``--engine auto``)."""
-    try:
-        docker.from_env(timeout=3).ping()
-    except (docker.errors.DockerException, requests.RequestException):
-        return False
-    return compose_command() is not None
-
-
-def compose_command() -> list[str] | None:
-    """``docker compose`` (v2) when the plugin is there, else ``docker-compose`` (1.29)."""
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    return ["docker-compose"] if shutil.which("docker-compose") else None
 
 
 class DockerEngine(StackEngine):
@@ -73,14 +54,7 @@ class DockerEngine(StackEngine):
 
     @cached_property
     def docker_client(self) -> docker.DockerClient:
-        try:
-            client = docker.from_env()
-            client.ping()
-        except (docker.errors.DockerException, requests.RequestException) as exc:
-            raise UserError(
-                f"no Docker daemon answers ({exc.__class__.__name__})", fix=NO_DAEMON_FIX
-            ) from None
-        return client
+        return docker_client()
 
     def containers(self) -> dict[str, Container]:
         """This stack's containers (running or not), by service name."""
@@ -99,9 +73,9 @@ class DockerEngine(StackEngine):
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
-        command = compose_command()
-        if command is None:
-            raise UserError("neither `docker compose` nor `docker-compose` is installed", fix=NO_DAEMON_FIX)
+        compose_setting()  # a wrong ARIEL_COMPOSE first, then the daemon: without it Compose is of no use
+        self.docker_client  # noqa: B018
+        command = find_compose().argv
         if running := self.running_services():
             raise UserError(
                 f"the local stack of this repository is already running ({', '.join(running)})",
@@ -218,8 +192,8 @@ class DockerEngine(StackEngine):
         containers = self.containers()
         running = sorted(_running(containers), key=lambda n: -order.index(n) if n in order else 0)
         t0 = time.monotonic()
-        if (command := compose_command()) is not None and (purge or containers):
-            self._compose_down(command, volumes=purge)
+        if purge or containers:
+            self._compose_down(find_compose().argv, volumes=purge)
         if progress and running:
             progress.done(f"stopped {', '.join(running)}", time.monotonic() - t0)
         if purge and self.state_dir.exists():
@@ -228,7 +202,7 @@ class DockerEngine(StackEngine):
             self._note_stopped(running)
         return running
 
-    def _compose_down(self, command: list[str], *, volumes: bool) -> None:
+    def _compose_down(self, command: tuple[str, ...], *, volumes: bool) -> None:
         result = subprocess.run(
             self._compose_argv(command, "down", *(["--volumes"] if volumes else [])),
             env=self._compose_env(self.state() or StackState()),
@@ -283,7 +257,7 @@ class DockerEngine(StackEngine):
             _follow(containers, since, lambda name, line: write(label(name, line)))
 
     # -- compose --------------------------------------------------------------------------------
-    def _compose_argv(self, command: list[str], *args: str) -> list[str]:
+    def _compose_argv(self, command: tuple[str, ...], *args: str) -> list[str]:
         return [*command, "--file", str(compose.compose_file()), "--project-name", self.project, *args]
 
     def _compose_env(self, state: StackState) -> dict[str, str]:

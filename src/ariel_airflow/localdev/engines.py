@@ -5,7 +5,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev.docker_engine import DockerEngine, daemon_answers
+from ariel_airflow.localdev.docker_engine import DockerEngine
+from ariel_airflow.localdev.docker_tools import docker_problem
 from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.team import TeamRepo
@@ -14,7 +15,7 @@ from ariel_airflow.team import TeamRepo
 class Engine(StrEnum):
     """The engines ``ariel local up --engine`` offers."""
 
-    AUTO = "auto"  # Docker when a daemon answers, else native
+    AUTO = "auto"  # Docker when a daemon and Compose answer, else native
     NATIVE = NativeEngine.name
     DOCKER = DockerEngine.name
 
@@ -22,11 +23,14 @@ class Engine(StrEnum):
 ENGINES: dict[str, type[StackEngine]] = {Engine.NATIVE: NativeEngine, Engine.DOCKER: DockerEngine}
 
 
-def engine_for_up(repo: TeamRepo, requested: Engine) -> StackEngine:
-    """The requested engine; ``auto`` is Docker when a daemon answers, else native."""
+def engine_for_up(repo: TeamRepo, requested: Engine) -> tuple[StackEngine, str | None]:
+    """The requested engine, and why ``auto`` did not take Docker (it does when a daemon and Compose
+    answer, else it takes native)."""
+    name, why_not_docker = requested.value, None
     if requested is Engine.AUTO:
-        requested = Engine.DOCKER if daemon_answers() else Engine.NATIVE
-    name = requested.value
+        problem = docker_problem()
+        name = Engine.NATIVE.value if problem else Engine.DOCKER.value
+        why_not_docker = problem.message if problem else None
     current = engine_of(repo)
     try:
         running = current.running_services() if current.name != name else []
@@ -39,10 +43,10 @@ def engine_for_up(repo: TeamRepo, requested: Engine) -> StackEngine:
             where=str(repo.root),
             fix="stop it first with `ariel local down`",
         )
-    return ENGINES[name](repo)
+    return ENGINES[name](repo), why_not_docker
 
 
 def engine_of(repo: TeamRepo) -> StackEngine:
     """The engine that last started the repository's stack (for status, logs, trigger, down)."""
     state = NativeEngine(repo).state()
-    return ENGINES.get(state.engine if state else "native", NativeEngine)(repo)
+    return ENGINES.get(state.engine if state else Engine.NATIVE, NativeEngine)(repo)
