@@ -28,6 +28,8 @@ from ariel_airflow.team import TeamRepo
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
 app.add_typer(local, name="local")
+platform_app = typer.Typer(help="The platform's side: the team registry.", no_args_is_help=True)
+app.add_typer(platform_app, name="platform")
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -216,6 +218,28 @@ def local_trigger(
                 )
                 err_console.print("\n".join(log.splitlines()[-30:]), markup=False)
         raise typer.Exit(1)
+
+
+@platform_app.command("registry-entry")
+def platform_registry_entry(
+    client_id: Annotated[
+        str, typer.Option(help="Client id of the team's managed identity (the platform team creates it).")
+    ],
+    team_repo: TeamRepoOption = Path("."),
+    repository_url: Annotated[
+        str | None, typer.Option(help="URL the platform clones.", show_default="the `origin` remote")
+    ] = None,
+    ref: Annotated[str, typer.Option(help="Branch or tag the platform deploys.")] = "main",
+) -> None:
+    """Print this team's entry of the platform's registry (platform/teams/<team>.yaml)."""
+    import yaml
+
+    from ariel_airflow.cluster.registry import entry_for_repo
+
+    repo = TeamRepo.load(team_repo)
+    entry = entry_for_repo(repo, repository_url=repository_url, ref=ref, client_id=client_id)
+    err_console.print(f"# save as platform/teams/{repo.team.name}.yaml in the platform repository")
+    print(yaml.safe_dump(entry, sort_keys=False), end="")
 
 
 def _print_status(status: dict[str, Any]) -> None:

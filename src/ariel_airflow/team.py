@@ -228,7 +228,7 @@ class TeamRepo:
         try:
             return SecretsDeclaration.model_validate({k: v or {} for k, v in declared.items()})
         except ValidationError as exc:
-            raise _user_error(
+            raise validation_error(
                 exc,
                 self.secrets_file,
                 "each entry is `<id>: {type: ..., description: ...}` under connections or variables",
@@ -251,11 +251,11 @@ class TeamRepo:
         try:
             answers = Answers.model_validate(data)
         except ValidationError as exc:
-            raise _user_error(exc, path, "answer again with `copier update --trust`") from None
+            raise validation_error(exc, path, "answer again with `copier update --trust`") from None
         return cls(root=root, team=answers.team())
 
 
-def _user_error(exc: ValidationError, path: Path, fix: str) -> UserError:
+def validation_error(exc: ValidationError, path: Path, fix: str) -> UserError:
     first = exc.errors()[0]
     field_path = ".".join(str(p) for p in first["loc"])
     message = first["msg"].removeprefix("Value error, ")

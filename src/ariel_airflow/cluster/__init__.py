@@ -1,0 +1,1 @@
+"""The platform side: environments, the team registry and capacity."""

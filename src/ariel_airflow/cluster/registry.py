@@ -1,0 +1,177 @@
+"""The team registry: ``platform/teams/<team>.yaml``, one file per team the platform serves.
+
+Each entry is the team model (``team.Team``: name rule, namespace, Key Vault per environment) plus
+what only the platform knows: where the team's DAG repository is, its quota and its managed identity.
+A team repository prints its own entry (``ariel platform registry-entry``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ariel_airflow.errors import UserError
+from ariel_airflow.profiles import Resources, parse_quantity
+from ariel_airflow.team import ENVIRONMENTS, NAMESPACE, Team, TeamRepo, is_team_name, validation_error
+
+TEAMS_DIR = "teams"
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class Repository(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(min_length=1)
+    ref: str = "main"
+
+
+class Quota(BaseModel):
+    """The team namespace's ResourceQuota: pods, and requests and limits of CPU and memory."""
+
+    model_config = ConfigDict(extra="forbid")
+    pods: int = Field(gt=0)
+    requests: Resources
+    limits: Resources
+
+    @model_validator(mode="after")
+    def _limits_cover_requests(self) -> Quota:
+        for resource in ("cpu", "memory"):
+            if parse_quantity(getattr(self.limits, resource)) < parse_quantity(
+                getattr(self.requests, resource)
+            ):
+                raise ValueError(f"limits.{resource} must be at least requests.{resource}")
+        return self
+
+
+class RegistryEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    namespace: str | None = None  # default: the team model's
+    repository: Repository
+    key_vaults: dict[str, str] = {}  # environment -> vault URL
+    quota: Quota
+    managed_identity_client_id: str = Field(pattern=UUID)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not is_team_name(value):
+            raise ValueError(
+                f"{value!r} is not a team name (a DNS-1123 label of at most 40 characters, no '--')"
+            )
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str | None) -> str | None:
+        if value is not None and not NAMESPACE.fullmatch(value):
+            raise ValueError(f"{value!r} is not a DNS-1123 label of at most 63 characters")
+        return value
+
+    @field_validator("key_vaults")
+    @classmethod
+    def _environments(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - set(ENVIRONMENTS))
+        if unknown:
+            raise ValueError(
+                f"unknown environment {unknown[0]!r}; the platform has {', '.join(ENVIRONMENTS)}"
+            )
+        return value
+
+    @property
+    def team(self) -> Team:
+        return Team(
+            name=self.name,
+            namespace=self.namespace or Team.default_namespace(self.name),
+            vault_urls=self.key_vaults,
+        )
+
+
+def load_registry(platform_dir: Path) -> dict[str, RegistryEntry]:
+    """Every registered team, by name; errors name the file, the field and the fix."""
+    entries: dict[str, RegistryEntry] = {}
+    owners: dict[str, Path] = {}  # namespace -> the entry that claims it
+    for path in sorted((platform_dir / TEAMS_DIR).glob("*.yaml")):
+        entry = _load_entry(path)
+        if path.stem != entry.name:
+            raise UserError(
+                f"the file of team {entry.name!r} is named {path.name!r}",
+                where=f"{path}: name",
+                fix=f"rename it to {entry.name}.yaml, or correct the name",
+            )
+        namespace = entry.team.namespace or ""
+        if namespace in owners:
+            raise UserError(
+                f"namespace {namespace!r} is already the namespace of {owners[namespace].stem!r}",
+                where=f"{path}: namespace",
+                fix="give each team a namespace of its own",
+            )
+        owners[namespace] = path
+        entries[entry.name] = entry
+    return entries
+
+
+def _load_entry(path: Path) -> RegistryEntry:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise UserError(f"not valid YAML: {exc}", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("must be a YAML mapping", where=str(path), fix="see platform/teams/ for an example")
+    try:
+        return RegistryEntry.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc, path, "see the team registry in the README") from None
+
+
+def entry_for_repo(repo: TeamRepo, *, repository_url: str | None, ref: str, client_id: str) -> dict[str, Any]:
+    """The registry entry of a team repository, as ``platform/teams/<team>.yaml`` holds it."""
+    url = repository_url or _origin_url(repo.root)
+    if not url:
+        raise UserError(
+            "the repository has no `origin` remote to register",
+            where=str(repo.root),
+            fix="pass --repository-url URL (what the platform's git-sync clones)",
+        )
+    smallest = min(repo.profiles.values(), key=lambda p: parse_quantity(p.requests.cpu))
+    entry = RegistryEntry(
+        name=repo.team.name,
+        namespace=repo.team.namespace,
+        repository=Repository(url=url, ref=ref),
+        key_vaults=dict(repo.team.vault_urls),
+        # A starting quota: ten tasks of the team's smallest profile; the platform team sizes it.
+        quota=Quota(
+            pods=10,
+            requests=_times(smallest.requests, 10),
+            limits=_times(smallest.limits, 10),
+        ),
+        managed_identity_client_id=client_id,
+    )
+    return entry.model_dump(mode="json")
+
+
+def _times(resources: Resources, count: int) -> Resources:
+    return Resources(
+        cpu=_cpu(parse_quantity(resources.cpu) * count),
+        memory=_as_mi(parse_quantity(resources.memory) * count),
+    )
+
+
+def _cpu(cores: Any) -> str:
+    millis = int(cores * 1000)
+    return f"{millis // 1000}" if millis % 1000 == 0 else f"{millis}m"
+
+
+def _as_mi(value: Any) -> str:
+    mebibytes = int(value / (1024 * 1024))
+    return f"{mebibytes // 1024}Gi" if mebibytes % 1024 == 0 else f"{mebibytes}Mi"
+
+
+def _origin_url(root: Path) -> str | None:
+    done = subprocess.run(
+        ["git", "-C", str(root), "remote", "get-url", "origin"], capture_output=True, text=True, check=False
+    )
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
