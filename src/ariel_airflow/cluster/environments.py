@@ -44,9 +44,9 @@ KEY_VAULT_URL = re.compile(r"https://[a-zA-Z][-a-zA-Z0-9]{1,22}[a-zA-Z0-9]\.vaul
 GENERIC_FIX = "correct the value; the kit's platform/environments/*.yaml show every field"
 
 
-def _refuse(message: str, fix: str, **context: Any) -> PydanticCustomError:
+def _refuse(message: str, fix: str) -> PydanticCustomError:
     """A validation error that carries its own fix (read back by ``_user_error``)."""
-    return PydanticCustomError("environment", message, {"fix": fix, **context})
+    return PydanticCustomError("environment", message, {"fix": fix})
 
 
 def _quantity(value: Any) -> str:
@@ -54,7 +54,7 @@ def _quantity(value: Any) -> str:
         parse_quantity(value)
     except (ValueError, TypeError):
         raise _refuse(
-            "{value!r} is not a Kubernetes quantity", "write it like 500m, 2, 300Mi or 4Gi", value=value
+            f"{value!r} is not a Kubernetes quantity", "write it like 500m, 2, 300Mi or 4Gi"
         ) from None
     return str(value)
 
@@ -80,10 +80,9 @@ class NodePool(Strict):
         for taint in taints:
             if not TAINT.fullmatch(taint):
                 raise _refuse(
-                    "{taint!r} is not a taint",
+                    f"{taint!r} is not a taint",
                     f"write it as key=value:Effect with Effect one of {', '.join(TAINT_EFFECTS)}, "
                     f"e.g. {CORE_TAINT}",
-                    taint=taint,
                 )
         return taints
 
@@ -98,9 +97,8 @@ class NodePool(Strict):
 
         if self.vm_size not in VM_SIZES and (self.cpu is None or self.memory is None):
             raise _refuse(
-                "vm_size {size!r} is not in the kit's table of VM sizes",
+                f"vm_size {self.vm_size!r} is not in the kit's table of VM sizes",
                 f"set cpu (vCPUs) and memory (e.g. 32Gi) on the pool {self.name!r}",
-                size=self.vm_size,
             )
         return self
 
@@ -124,9 +122,7 @@ class KeyVault(Strict):
     @classmethod
     def _url(cls, value: str) -> str:
         if not KEY_VAULT_URL.fullmatch(value):
-            raise _refuse(
-                "{url!r} is not a Key Vault URL", "write https://<vault-name>.vault.azure.net/", url=value
-            )
+            raise _refuse(f"{value!r} is not a Key Vault URL", "write https://<vault-name>.vault.azure.net/")
         return value
 
 
@@ -144,11 +140,7 @@ class Chart(Strict):
     @classmethod
     def _pinned(cls, value: Any) -> str:
         if not EXACT_VERSION.fullmatch(str(value)):
-            raise _refuse(
-                "chart version {version!r} is not pinned",
-                "write one exact version, e.g. 1.19.0",
-                version=value,
-            )
+            raise _refuse(f"chart version {value!r} is not pinned", "write one exact version, e.g. 1.19.0")
         return str(value)
 
 
@@ -185,9 +177,8 @@ class Environment(Strict):
     def _version(cls, value: Any) -> str:
         if not KUBERNETES_VERSION.fullmatch(str(value)):
             raise _refuse(
-                "{version!r} is not a Kubernetes minor version",
+                f"{value!r} is not a Kubernetes minor version",
                 'write it in quotes as major.minor, e.g. "1.31"',
-                version=value,
             )
         return str(value)
 
@@ -195,16 +186,13 @@ class Environment(Strict):
     def _pools(self) -> Environment:
         names = [pool.name for pool in self.node_pools]
         if len(set(names)) != len(names):
-            raise _refuse("node pool names repeat: {names}", "give each pool its own name", names=names)
+            raise _refuse(f"node pool names repeat: {names}", "give each pool its own name")
         for role, taint in ((CORE_POOL, CORE_TAINT), (TASK_POOL, TASK_TAINT)):
             pools = [pool for pool in self.node_pools if pool.role == role]
             if len(pools) != 1 or taint not in pools[0].taints:
                 raise _refuse(
-                    "there must be one node pool labelled {label}: {role} and tainted {taint}",
+                    f"there must be one node pool labelled {POOL_LABEL}: {role} and tainted {taint}",
                     f"add `labels: {{{POOL_LABEL}: {role}}}` and `taints: [{taint}]` to one pool",
-                    label=POOL_LABEL,
-                    role=role,
-                    taint=taint,
                 )
         return self
 
