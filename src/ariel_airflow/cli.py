@@ -315,6 +315,30 @@ def platform_registry_entry(
     print(yaml.safe_dump(entry, sort_keys=False), end="")
 
 
+@platform_app.command("render")
+def platform_render(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write values and manifests into.")],
+    chart: Annotated[
+        Path | None,
+        typer.Option(
+            help="The official Airflow chart (folder or .tgz).", show_default="$ARIEL_AIRFLOW_CHART"
+        ),
+    ] = None,
+    platform_dir: Annotated[
+        Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
+    ] = None,
+) -> None:
+    """Render the official chart with ENV's values, and each team's namespace objects, into --out."""
+    from ariel_airflow.cluster.render import PLATFORM_DIR, render
+
+    done = render(environment, out_dir, chart=chart, platform_dir=platform_dir or PLATFORM_DIR)
+    print(f"{done.values}  (effective values: helm upgrade --install -f)")
+    print(f"{done.out / 'chart'}/  ({len(done.chart_objects)} chart objects)")
+    for team, paths in done.team_objects.items():
+        print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
+
+
 def _print_status(status: dict[str, Any]) -> None:
     table = Table(title=f"{status['team']} ({status['engine']}) {status['url']}")
     for column in ("service", "health", "pid", "port"):
