@@ -114,15 +114,9 @@ def capacity(
     pools = Table(
         title=f"{report.environment}: node pools (Kubernetes {report.kubernetes_version}), per node"
     )
-    for column in (
-        "pool",
-        "VM size",
-        "nodes",
-        "capacity",
-        "kubelet + eviction",
-        "daemonsets",
-        "free for Airflow",
-    ):
+    pools.add_column("pool", no_wrap=True)  # names are never cut
+    pools.add_column("VM size", no_wrap=True)
+    for column in ("nodes", "capacity", "kubelet + eviction", "daemonsets", "free for Airflow"):
         pools.add_column(column)
     for node in report.nodes:
         reserved = node.kube_reserved.memory + node.eviction_threshold
@@ -136,7 +130,8 @@ def capacity(
             _amount(node.free),
         )
     tasks = Table(title="tasks at once on the task pool")
-    for column in ("profile", "requests", "per node by cpu / memory / pods", "nodes", "at once", "binds"):
+    tasks.add_column("profile", no_wrap=True)
+    for column in ("requests", "per node by cpu / memory / pods", "nodes", "at once", "binds"):
         tasks.add_column(column)
     for fit in report.fits:
         per_node = " / ".join(str(fit.per_node[r]) for r in ("cpu", "memory", "pods"))
