@@ -16,7 +16,8 @@ import yaml
 from ariel_airflow.cluster.environments import CORE_TAINT, load_environment
 from ariel_airflow.cluster.registry import load_registry
 from ariel_airflow.cluster.render import render
-from tests.conftest import KIT_ROOT, no_traceback, run_ariel
+
+from conftest import KIT_ROOT, no_traceback, run_ariel
 
 CHART = KIT_ROOT.parent / "shared" / "airflow-chart" / "chart"
 PLATFORM = KIT_ROOT / "platform"
@@ -192,11 +193,9 @@ def test_misspelt_values_key_fails_the_chart_schema() -> None:
 
 def test_render_turns_a_misspelt_key_into_a_user_error(platform_dir: Path, tmp_path: Path) -> None:
     overlay = platform_dir / "helm" / "values-prod.yaml"
-    overlay.write_text(
-        overlay.read_text()
-        .replace("maxClientConn:", "maxClientConnn:")
-        .replace("pgbouncer:\n", "pgbouncer:\n  maxClientConnn: 200\n", 1)
-    )
+    text = overlay.read_text()
+    assert "\npgbouncer:\n" in text
+    overlay.write_text(text.replace("\npgbouncer:\n", "\npgbouncer:\n  maxClientConnn: 200\n", 1))
     result = run_ariel(
         "platform",
         "render",
