@@ -227,7 +227,9 @@ def test_render_writes_values_chart_and_teams(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "chart rendered" in result.stderr  # progress on stderr, the summary on stdout
     assert "objects of team demo" in result.stdout
-    values = load(tmp_path / "out" / "values.yaml")
+    text = (tmp_path / "out" / "values.yaml").read_text()
+    assert "&id" not in text  # each value written where it applies, for review and diffs
+    values = yaml.safe_load(text)
     assert values["executor"] == "KubernetesExecutor"
     assert (tmp_path / "out" / "chart" / "deployment-airflow-scheduler.yaml").is_file()
     assert set(load_registry(PLATFORM)) == {path.name for path in (tmp_path / "out" / "teams").iterdir()}

@@ -263,13 +263,24 @@ def _launcher_rules(chart_objects: list[dict[str, Any]]) -> list[dict[str, Any]]
     )
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes every value where it applies: the anchors of values.yaml become copies, no &id001."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
 def _file_name(obj: dict[str, Any]) -> str:
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
 
 
 def _write(path: Path, obj: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(obj, sort_keys=False))
+    path.write_text(_dump(obj))
     return path
 
 
@@ -301,7 +312,7 @@ def render(
     values_path = out / "values.yaml"
     values_path.write_text(
         f"# Effective values for {env_name}: `ariel platform render {env_name}` wrote this; do not edit.\n"
-        + yaml.safe_dump(values, sort_keys=False)
+        + _dump(values)
     )
     rendered = Rendered(out=out, values=values_path)
     rendered.chart_objects = [_write(out / "chart" / _file_name(obj), obj) for obj in chart_objects]
