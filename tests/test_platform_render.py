@@ -133,6 +133,13 @@ def test_team_objects_pass_the_kubernetes_schema(platform_dir: Path, tmp_path: P
         kubernetes_validate.validate(load(path), version, strict=True)
 
 
+def test_chart_objects_pass_the_kubernetes_schema(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    version = load_environment("prod", platform_dir).kubernetes_version
+    for path in sorted((out / "chart").glob("*.yaml")):
+        kubernetes_validate.validate(load(path), version, strict=True)
+
+
 def test_the_schema_check_refuses_an_unknown_field(platform_dir: Path, tmp_path: Path) -> None:
     out = render_chart(platform_dir, tmp_path / "out")
     limit_range = load(out / "teams" / "demo" / "limitrange-demo-limits.yaml")
