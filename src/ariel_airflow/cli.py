@@ -24,6 +24,7 @@ from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
 from ariel_airflow.pins import version_text
 from ariel_airflow.team import TeamRepo
+from ariel_airflow.template import KIT_ROOT
 
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
@@ -85,6 +86,73 @@ def check(
     )
     print(formats[output](result, path))
     raise typer.Exit(result.exit_code)
+
+
+@app.command("capacity")
+def capacity(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    request: Annotated[
+        list[str] | None,
+        typer.Option(help="Also size pods requesting this, e.g. cpu=500m,memory=1Gi (repeatable)."),
+    ] = None,
+    platform_dir: Annotated[
+        Path, typer.Option(help="The platform folder (environments/, resource_profiles.yaml).")
+    ] = KIT_ROOT / "platform",
+) -> None:
+    """How many tasks of each resource profile run at once on ENV's task pool, and what binds."""
+    from ariel_airflow.cluster.capacity import capacity, parse_request
+    from ariel_airflow.cluster.environments import load_environment
+    from ariel_airflow.profiles import load_profiles
+
+    env = load_environment(environment, platform_dir)
+    extra = {text: parse_request(text) for text in request or ()}
+    report = capacity(env, load_profiles(platform_dir / "resource_profiles.yaml"), requests=extra)
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return
+    pools = Table(
+        title=f"{report.environment}: node pools (Kubernetes {report.kubernetes_version}), per node"
+    )
+    pools.add_column("pool", no_wrap=True)  # names are never cut
+    pools.add_column("VM size", no_wrap=True)
+    for column in ("nodes", "capacity", "kubelet + eviction", "daemonsets", "free for Airflow"):
+        pools.add_column(column)
+    for node in report.nodes:
+        reserved = node.kube_reserved.memory + node.eviction_threshold
+        pools.add_row(
+            node.pool,
+            node.vm_size,
+            str(node.count),
+            _amount(node.capacity),
+            f"{node.kube_reserved.cpu}m, {_mib(reserved)}",
+            _amount(node.daemonsets),
+            _amount(node.free),
+        )
+    tasks = Table(title="tasks at once on the task pool")
+    tasks.add_column("profile", no_wrap=True)
+    for column in ("requests", "per node by cpu / memory / pods", "nodes", "at once", "binds"):
+        tasks.add_column(column)
+    for fit in report.fits:
+        per_node = " / ".join(str(fit.per_node[r]) for r in ("cpu", "memory", "pods"))
+        tasks.add_row(
+            fit.name,
+            f"{fit.request.cpu}m, {_mib(fit.request.memory)}",
+            per_node,
+            str(fit.nodes),
+            f"[bold]{fit.at_once}[/]",
+            " and ".join(fit.binds),
+        )
+    out.print(pools)
+    out.print(tasks)
+
+
+def _mib(memory: int) -> str:
+    return f"{memory / 2**20:.0f}Mi"
+
+
+def _amount(amount: Any) -> str:
+    return f"{amount.cpu}m, {_mib(amount.memory)}, {amount.pods} pods"
 
 
 @local.command("up")
@@ -240,6 +308,30 @@ def platform_registry_entry(
     entry = entry_for_repo(repo, repository_url=repository_url, ref=ref, client_id=client_id)
     err_console.print(f"# save as platform/teams/{repo.team.name}.yaml in the platform repository")
     print(yaml.safe_dump(entry, sort_keys=False), end="")
+
+
+@platform_app.command("render")
+def platform_render(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write values and manifests into.")],
+    chart: Annotated[
+        Path | None,
+        typer.Option(
+            help="The official Airflow chart (folder or .tgz).", show_default="$ARIEL_AIRFLOW_CHART"
+        ),
+    ] = None,
+    platform_dir: Annotated[
+        Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
+    ] = None,
+) -> None:
+    """Render the official chart with ENV's values, and each team's namespace objects, into --out."""
+    from ariel_airflow.cluster.render import PLATFORM_DIR, render
+
+    done = render(environment, out_dir, chart=chart, platform_dir=platform_dir or PLATFORM_DIR)
+    print(f"{done.values}  (effective values: helm upgrade --install -f)")
+    print(f"{done.out / 'chart'}/  ({len(done.chart_objects)} chart objects)")
+    for team, paths in done.team_objects.items():
+        print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
 
 
 def _print_status(status: dict[str, Any]) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 from decimal import Decimal
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -19,9 +21,22 @@ RESOURCES = ("cpu", "memory")
 
 
 def parse_quantity(value: str | int | float) -> Decimal:
-    from kubernetes.utils.quantity import parse_quantity as k8s_parse_quantity
+    """The Kubernetes client's own quantity parser."""
+    return _k8s_quantity().parse_quantity(value)
 
-    return k8s_parse_quantity(value)
+
+@functools.cache
+def _k8s_quantity() -> ModuleType:
+    """``kubernetes.utils.quantity`` loaded alone: importing it the usual way runs the package's
+    ``__init__``, which imports the whole API client (seconds) for a 60-line module of plain Python."""
+    package = importlib.util.find_spec("kubernetes")
+    assert package and package.origin, "the kubernetes client is a dependency of the kit"
+    path = Path(package.origin).parent / "utils" / "quantity.py"
+    spec = importlib.util.spec_from_file_location("ariel_airflow._k8s_quantity", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class Resources(BaseModel):

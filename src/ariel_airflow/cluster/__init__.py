@@ -1,1 +1,1 @@
-"""The platform side: environments, the team registry and capacity."""
+"""The platform's cluster: its environments, node pools and what they hold."""

@@ -1,0 +1,327 @@
+"""``ariel platform render ENV``: the official Airflow chart with the platform's values, and each team's
+namespace objects, written as files for review, GitOps diffs and ``helm upgrade --install -f``.
+
+The chart is rendered in-process by Helm's own Go SDK (``helm-python-sdk``), no ``helm`` binary.
+The values are ``platform/helm/values.yaml`` + ``values-<env>.yaml`` + what is computed from the
+environment file and the team registry (image, database host, Key Vault, one DAG bundle and one
+namespace per team), so each fact keeps its one home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ariel_airflow.cluster.environments import Environment, load_environment
+from ariel_airflow.cluster.registry import RegistryEntry, load_registry
+from ariel_airflow.errors import UserError
+from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
+from ariel_airflow.localdev.progress import Progress
+from ariel_airflow.pins import airflow_pin
+from ariel_airflow.profiles import ResourceProfile, load_profiles, parse_quantity
+from ariel_airflow.team import PROFILES_FILE, TEAM_LABEL
+from ariel_airflow.template import KIT_ROOT
+
+PLATFORM_DIR = KIT_ROOT / "platform"
+HELM_DIR = "helm"
+CHART_ENV_VAR = "ARIEL_AIRFLOW_CHART"
+# The Helm release and the namespace of Airflow's own components (the teams' are in the registry).
+RELEASE = "airflow"
+NAMESPACE = "airflow"
+GIT_BUNDLE = "airflow.providers.git.bundles.git.GitDagBundle"
+WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+# The chart's Role for launching task pods: its rules are granted in every team namespace too.
+POD_LAUNCHER_ROLE = "pod-launcher-role"
+
+
+@dataclass
+class Rendered:
+    """What ``render`` wrote under ``out``."""
+
+    out: Path
+    values: Path
+    chart_objects: list[Path] = field(default_factory=list)
+    team_objects: dict[str, list[Path]] = field(default_factory=dict)
+
+
+def find_chart(chart: Path | None) -> Path:
+    """The chart folder or .tgz: ``--chart``, else ``$ARIEL_AIRFLOW_CHART``."""
+    if chart is None:
+        from_env = os.environ.get(CHART_ENV_VAR)
+        if not from_env:
+            raise UserError(
+                "no Airflow chart given",
+                where="--chart",
+                fix=f"pass --chart PATH (the official chart's folder or .tgz) or set {CHART_ENV_VAR}=PATH",
+            )
+        chart = Path(from_env)
+    if not chart.exists():
+        raise UserError(
+            "the Airflow chart is not there",
+            where=str(chart),
+            fix=f"point --chart or {CHART_ENV_VAR} at the official chart's folder or .tgz",
+        )
+    return chart
+
+
+def load_chart(chart: Path) -> Any:
+    import helm_python
+
+    try:
+        return helm_python.Chart.load(str(chart))
+    except helm_python.HelmError as exc:
+        raise UserError(
+            f"not a Helm chart: {exc}", where=str(chart), fix="point at the chart's folder or .tgz"
+        ) from None
+
+
+def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``overlay`` over ``base``, maps merged key by key, like Helm merges ``-f`` files."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise UserError(
+            "values file is missing", where=str(path), fix="pass --platform-dir with the platform folder"
+        ) from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"not valid YAML: {exc}", where=str(path)) from None
+    if not isinstance(data, dict):
+        raise UserError("must be a YAML mapping of chart values", where=str(path))
+    return data
+
+
+def values_files(env: str, platform_dir: Path) -> list[Path]:
+    return [platform_dir / HELM_DIR / "values.yaml", platform_dir / HELM_DIR / f"values-{env}.yaml"]
+
+
+def effective_values(
+    env: Environment, registry: dict[str, RegistryEntry], platform_dir: Path
+) -> dict[str, Any]:
+    """The values ``helm upgrade --install -f`` takes: the files, then what render computes."""
+    values: dict[str, Any] = {}
+    for path in values_files(env.name, platform_dir):
+        values = merge(values, _read_yaml(path))
+    teams = [entry.team for entry in registry.values()]
+    bundles = [
+        {
+            "name": entry.team.bundle_name,
+            "classpath": GIT_BUNDLE,
+            "kwargs": {"repo_url": entry.repository.url, "tracking_ref": entry.repository.ref},
+        }
+        for entry in registry.values()
+    ]
+    computed = {
+        "airflowVersion": airflow_pin(),  # the chart adapts its templates to the Airflow version
+        "images": {"airflow": {"repository": env.image.repository, "tag": env.image.tag}},
+        "data": {"metadataConnection": {"host": env.database.host, "db": env.database.database}},
+        "config": {
+            "secrets": {"backend_kwargs": json.dumps({"vault_url": env.key_vault.url})},
+            "dag_processor": {"dag_bundle_config_list": json.dumps(bundles)},
+            "kubernetes_executor": {
+                "multi_namespace_mode_namespace_list": ",".join(str(team.namespace) for team in teams)
+            },
+        },
+    }
+    return merge(values, computed)
+
+
+def validate_values(chart: Any, values: dict[str, Any], files: list[Path]) -> None:
+    """Helm's own check of the values against the chart's ``values.schema.json``."""
+    import helm_python
+
+    try:
+        chart.validate_schema(values)
+    except helm_python.HelmValuesError as exc:
+        problems = [line.removeprefix("- ").strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        raise UserError(
+            "values the chart's schema refuses:\n    " + "\n    ".join(problems or [str(exc)]),
+            where=" + ".join(str(path) for path in files),
+            fix="correct or remove the key at that path (the chart's values.yaml lists every key)",
+        ) from None
+
+
+def render_chart(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The chart's objects, rendered with ``values`` (empty documents and NOTES.txt dropped)."""
+    import helm_python
+
+    try:
+        manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE)
+    except helm_python.HelmError as exc:
+        raise UserError(
+            f"the chart does not render: {exc}", where="platform/helm", fix="correct the values it names"
+        ) from None
+    objects = []
+    for template, text in sorted(manifests.items()):
+        if template.endswith(".yaml"):
+            objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def smallest_profile(profiles: dict[str, ResourceProfile]) -> ResourceProfile:
+    return min(profiles.values(), key=lambda profile: parse_quantity(profile.requests.cpu))
+
+
+def team_objects(
+    entry: RegistryEntry,
+    default: ResourceProfile,
+    scheduler_account: str,
+    launcher_rules: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """A team's namespace and what runs its task pods there, within its quota."""
+    team = entry.team
+    namespace = str(team.namespace)
+    labels = {TEAM_LABEL: team.name}
+    meta = {"name": namespace, "labels": labels}
+
+    def named(name: str, **extra: Any) -> dict[str, Any]:
+        return {"name": name, "namespace": namespace, "labels": labels, **extra}
+
+    quota = entry.quota
+    ratio = str(MAX_LIMIT_REQUEST_RATIO)
+    role = f"{RELEASE}-{POD_LAUNCHER_ROLE}"
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": meta},
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": named(f"{team.name}-quota"),
+            "spec": {
+                "hard": {
+                    "pods": str(quota.pods),
+                    "requests.cpu": quota.requests.cpu,
+                    "requests.memory": quota.requests.memory,
+                    "limits.cpu": quota.limits.cpu,
+                    "limits.memory": quota.limits.memory,
+                }
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "LimitRange",
+            "metadata": named(f"{team.name}-limits"),
+            "spec": {
+                "limits": [
+                    {
+                        "type": "Container",
+                        # A container without resources gets the smallest profile, not the quota.
+                        "defaultRequest": default.requests.model_dump(),
+                        "default": default.limits.model_dump(),
+                        # The API server refuses a greedy pod even if it skipped `ariel check`.
+                        "maxLimitRequestRatio": {"cpu": ratio, "memory": ratio},
+                    }
+                ]
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": named(
+                team.service_account,
+                annotations={WORKLOAD_IDENTITY_CLIENT_ID: entry.managed_identity_client_id},
+            ),
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": named(role),
+            "rules": launcher_rules,
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": named(role.removesuffix("-role") + "-rolebinding"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": scheduler_account, "namespace": NAMESPACE}],
+        },
+    ]
+
+
+def _launcher_rules(chart_objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    for obj in chart_objects:
+        if obj["kind"] == "Role" and obj["metadata"]["name"].endswith(POD_LAUNCHER_ROLE):
+            return obj["rules"]
+    raise UserError(
+        "the chart rendered no pod-launcher Role",
+        where="platform/helm/values.yaml",
+        fix="keep rbac.create and allowPodLaunching true: the scheduler launches the task pods",
+    )
+
+
+class _Dumper(yaml.SafeDumper):
+    """Writes every value where it applies: the anchors of values.yaml become copies, no &id001."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _dump(data: dict[str, Any]) -> str:
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
+
+
+def _file_name(obj: dict[str, Any]) -> str:
+    return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def _write(path: Path, obj: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(_dump(obj))
+    return path
+
+
+def render(
+    env_name: str,
+    out: Path,
+    *,
+    chart: Path | None = None,
+    platform_dir: Path = PLATFORM_DIR,
+    progress: Progress | None = None,
+) -> Rendered:
+    """Render ENV into ``out``: values.yaml, chart/<object>.yaml, teams/<team>/<object>.yaml."""
+    progress = progress or Progress()
+    chart_path = find_chart(chart)
+    env = load_environment(env_name, platform_dir)
+    registry = load_registry(platform_dir)
+    default = smallest_profile(load_profiles(platform_dir / PROFILES_FILE))
+    values = effective_values(env, registry, platform_dir)
+
+    with progress.step(f"rendering the chart {chart_path}", "chart rendered"):
+        loaded = load_chart(chart_path)
+        validate_values(loaded, values, values_files(env_name, platform_dir))
+        chart_objects = render_chart(loaded, values)
+
+    # Replace what an earlier render wrote: an object gone from the chart must not linger.
+    for stale in ("chart", "teams"):
+        shutil.rmtree(out / stale, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    values_path = out / "values.yaml"
+    values_path.write_text(
+        f"# Effective values for {env_name}: `ariel platform render {env_name}` wrote this; do not edit.\n"
+        + _dump(values)
+    )
+    rendered = Rendered(out=out, values=values_path)
+    rendered.chart_objects = [_write(out / "chart" / _file_name(obj), obj) for obj in chart_objects]
+    progress.info(f"{len(chart_objects)} chart objects in {out / 'chart'}")
+
+    scheduler_account = values["scheduler"]["serviceAccount"]["name"]
+    rules = _launcher_rules(chart_objects)
+    for name, entry in registry.items():
+        objects = team_objects(entry, default, scheduler_account, rules)
+        rendered.team_objects[name] = [_write(out / "teams" / name / _file_name(obj), obj) for obj in objects]
+        progress.info(f"team {name}: {len(objects)} objects in namespace {entry.team.namespace}")
+    return rendered

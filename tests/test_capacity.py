@@ -1,0 +1,154 @@
+"""AKS capacity: allocatable per node against AKS's published reservations worked out by hand, tasks
+at once per request, the core pool's fit, and `ariel capacity` as users run it."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ariel_airflow.cluster.capacity import Amount, capacity, core_fit, fit, node_of
+from ariel_airflow.cluster.environments import Environment, load_environment
+from ariel_airflow.errors import UserError
+from ariel_airflow.template import KIT_ROOT
+
+from conftest import no_traceback
+
+PLATFORM = KIT_ROOT / "platform"
+Mi = 2**20
+
+
+def environment(kubernetes_version: str = "1.31", **task_pool: object) -> Environment:
+    """prod.yaml with another Kubernetes version and task pool settings."""
+    data = yaml.safe_load((PLATFORM / "environments" / "prod.yaml").read_text())
+    data["kubernetes_version"] = kubernetes_version
+    data["node_pools"][1].update(task_pool)
+    return Environment.model_validate({"name": "prod", **data})
+
+
+def task_node(env: Environment):  # noqa: ANN201
+    return node_of(env.task_pool, env)
+
+
+def test_allocatable_d8as_v5_from_aks_1_29() -> None:
+    node = task_node(environment("1.31", vm_size="Standard_D8as_v5"))
+    # 8 vCPU: 8000m - 180m kube-reserved = 7820m.
+    # 32 GiB = 32768Mi - min(20*30 + 50 = 650Mi, 25% = 8192Mi) - 100Mi eviction = 32018Mi.
+    assert node.allocatable.cpu == 7820
+    assert node.allocatable.memory == 32018 * Mi
+    assert node.allocatable.pods == 30
+
+
+def test_allocatable_d8as_v5_before_aks_1_29() -> None:
+    node = task_node(environment("1.28", vm_size="Standard_D8as_v5"))
+    # 25% of 4096Mi = 1024, 20% of 4096 = 819.2, 10% of 8192 = 819.2, 6% of the last 16384 = 983.04:
+    # 3645.44Mi kube-reserved, + 750Mi eviction = 4395.44Mi; 32768 - 4395.44 = 28372.56Mi.
+    assert node.allocatable.cpu == 7820
+    assert node.allocatable.memory / Mi == pytest.approx(28372.56, abs=0.01)
+
+
+def test_allocatable_e4s_v5_with_110_pods() -> None:
+    node = task_node(environment("1.31", vm_size="Standard_E4s_v5", max_pods=110))
+    # 4 vCPU: 4000 - 140 = 3860m. 32 GiB: 32768 - min(20*110 + 50 = 2250, 8192) - 100 = 30418Mi.
+    assert node.allocatable.cpu == 3860
+    assert node.allocatable.memory == 30418 * Mi
+
+
+def test_allocatable_d2s_v5_where_a_quarter_of_memory_caps_the_reservation() -> None:
+    node = task_node(environment("1.31", vm_size="Standard_D2s_v5", max_pods=110))
+    # 2 vCPU: 2000 - 100 = 1900m. 8 GiB: min(2250, 25% of 8192 = 2048) = 2048; 8192 - 2048 - 100 = 6044Mi.
+    assert node.allocatable.cpu == 1900
+    assert node.allocatable.memory == 6044 * Mi
+
+
+def test_allocatable_d2s_v5_before_aks_1_29() -> None:
+    node = task_node(environment("1.28", vm_size="Standard_D2s_v5"))
+    # 25% of 4096 = 1024 + 20% of 4096 = 819.2 -> 1843.2Mi, + 750 eviction: 8192 - 2593.2 = 5598.8Mi.
+    assert node.allocatable.memory / Mi == pytest.approx(5598.8, abs=0.01)
+
+
+def test_explicit_cpu_and_memory_size_an_unknown_vm() -> None:
+    node = task_node(environment("1.31", vm_size="Standard_F16s_v2", cpu=16, memory="32Gi"))
+    # 16 vCPU: 16000 - 260 = 15740m. 32768 - 650 - 100 = 32018Mi.
+    assert (node.allocatable.cpu, node.allocatable.memory) == (15740, 32018 * Mi)
+
+
+def test_the_proposals_example_cpu_binds_below_32_tasks() -> None:
+    env = load_environment("prod", PLATFORM)  # tasks on two Standard_D8as_v5, Kubernetes 1.31
+    result = fit("example", Amount(cpu=500, memory=1024 * Mi, pods=1), task_node(env))
+    # Per node, after kubelet (180m, 750Mi) and daemonsets (100m, 300Mi, 8 pods):
+    # cpu    (8000 - 180 - 100) / 500  = 15.44 -> 15
+    # memory (32768 - 750 - 300) / 1024 = 30.97 -> 30
+    # pods   30 - 8 = 22
+    # 15 per node on 2 nodes: 30 tasks at once, not the 32 of `parallelism`; CPU binds.
+    assert result.per_node == {"cpu": 15, "memory": 30, "pods": 22}
+    assert result.at_once == 30
+    assert result.binds == ["cpu"]
+
+
+def test_profiles_of_the_catalog_on_prod() -> None:
+    from ariel_airflow.profiles import load_profiles
+
+    report = capacity(load_environment("prod", PLATFORM), load_profiles(PLATFORM / "resource_profiles.yaml"))
+    small = next(f for f in report.fits if f.name == "small")
+    # small requests 250m / 512Mi: cpu 7720 / 250 = 30, memory 31718 / 512 = 61, pods 22: pods bind.
+    assert (small.at_once, small.binds) == (44, ["pods"])
+
+
+def test_core_components_fit_or_not() -> None:
+    env = load_environment("prod", PLATFORM)
+    core = node_of(env.core_pool, env)  # one D8as_v5: 7720m and 31718Mi free
+    fits = core_fit([("scheduler", "2", "4Gi"), ("api-server", "2", "4Gi"), ("triggerer", "1", "2Gi")], core)
+    assert fits.fits and fits.requested == Amount(5000, 10 * 1024 * Mi, 3)
+    too_much = core_fit([("scheduler", "4", "8Gi"), ("api-server", "4", "8Gi")], core)  # 8000m > 7720m
+    assert not too_much.fits and too_much.unplaced == ["api-server"]
+
+
+def test_unknown_vm_size_names_the_pool_and_the_fix() -> None:
+    env = load_environment("prod", PLATFORM)
+    pool = env.task_pool.model_copy(update={"vm_size": "Standard_F8s_v2"})  # past the model's check
+    with pytest.raises(UserError) as caught:
+        node_of(pool, env)
+    assert "'tasks'" in caught.value.message and "set cpu and memory on the pool" in caught.value.fix
+
+
+def ariel(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ariel_airflow", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_json_for_prod_with_the_example_request() -> None:
+    result = ariel("capacity", "prod", "--json", "--request", "cpu=500m,memory=1Gi")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    example = next(t for t in report["tasks"] if t["name"] == "cpu=500m,memory=1Gi")
+    assert (example["at_once"], example["binds"]) == (30, ["cpu"])  # worked out above
+    assert {t["name"] for t in report["tasks"]} >= {"small", "medium", "large"}
+
+
+def test_cli_table_names_what_binds() -> None:
+    result = ariel("capacity", "prod")
+    assert result.returncode == 0, result.stderr
+    assert "Standard_D8as_v5" in result.stdout and "tasks at once" in result.stdout
+
+
+def test_cli_unknown_environment_exits_2_without_traceback() -> None:
+    result = ariel("capacity", "staging", "--json")
+    assert result.returncode == 2
+    assert "unknown environment 'staging'" in result.stderr and "fix:" in result.stderr
+    assert result.stdout == "" and no_traceback(result)
+
+
+def test_cli_bad_request_exits_2(tmp_path: Path) -> None:
+    result = ariel("capacity", "prod", "--request", "cpu=lots")
+    assert result.returncode == 2
+    assert "--request" in result.stderr and no_traceback(result)
+
+
+def test_cli_missing_platform_dir_exits_2(tmp_path: Path) -> None:
+    result = ariel("capacity", "prod", "--platform-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert "environment file is missing" in result.stderr and no_traceback(result)

@@ -1,0 +1,242 @@
+"""`ariel platform render` against the real, unmodified official chart, in the chart's own helm-test
+style: one ``render_chart()`` helper, short tests that each look at one object."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import kubernetes_validate
+import pytest
+import yaml
+
+from ariel_airflow.cluster.environments import CORE_TAINT, load_environment
+from ariel_airflow.cluster.registry import load_registry
+from ariel_airflow.cluster.render import render
+
+from conftest import KIT_ROOT, no_traceback, run_ariel
+
+CHART = KIT_ROOT.parent / "shared" / "airflow-chart" / "chart"
+PLATFORM = KIT_ROOT / "platform"
+
+pytestmark = pytest.mark.skipif(
+    not CHART.is_dir(), reason=f"the official Airflow chart is not at {CHART} (CI checks it out there)"
+)
+
+SECOND_TEAM = """\
+name: alpha
+repository: {url: https://dev.azure.com/example/airflow/_git/team-alpha, ref: release}
+quota:
+  pods: 4
+  requests: {cpu: "1", memory: 2Gi}
+  limits: {cpu: 1500m, memory: 3Gi}
+managed_identity_client_id: 00000000-0000-0000-0000-0000000000aa
+"""
+
+
+@pytest.fixture
+def platform_dir(tmp_path: Path) -> Path:
+    """A copy of the kit's platform folder with a second team registered next to demo."""
+    copy = tmp_path / "platform"
+    shutil.copytree(PLATFORM, copy)
+    (copy / "teams" / "alpha.yaml").write_text(SECOND_TEAM)
+    return copy
+
+
+def render_chart(platform_dir: Path, out: Path, env: str = "prod") -> Path:
+    render(env, out, chart=CHART, platform_dir=platform_dir)
+    return out
+
+
+def load(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text())
+
+
+def pod_spec(out: Path, deployment: str) -> dict[str, Any]:
+    return load(out / "chart" / f"deployment-airflow-{deployment}.yaml")["spec"]["template"]["spec"]
+
+
+@pytest.mark.parametrize("component", ["scheduler", "api-server"])
+def test_core_component_is_guaranteed_on_the_core_pool(
+    platform_dir: Path, tmp_path: Path, component: str
+) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    spec = pod_spec(out, component)
+    for container in spec["containers"] + spec.get("initContainers", []):
+        resources = container["resources"]
+        assert resources["requests"], container["name"]
+        assert resources["requests"] == resources["limits"], container["name"]
+    key, rest = CORE_TAINT.split("=")
+    value, effect = rest.split(":")
+    assert {"key": key, "operator": "Equal", "value": value, "effect": effect} in spec["tolerations"]
+    assert spec["nodeSelector"] == load_environment("prod", platform_dir).core_pool.labels
+
+
+def test_core_priority_class_exists_and_outranks_task_pods(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    name = pod_spec(out, "scheduler")["priorityClassName"]
+    priority_class = load(out / "chart" / f"priorityclass-{name}.yaml")
+    assert isinstance(priority_class["value"], int) and priority_class["value"] > 0  # task pods: 0
+
+
+def test_pgbouncer_config_holds_the_pool_sizes(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    secret = load(out / "chart" / "secret-airflow-pgbouncer-config.yaml")
+    ini = base64.b64decode(secret["data"]["pgbouncer.ini"]).decode()
+    host = "host=ariel-airflow-prod.postgres.database.azure.com"
+    assert f"airflow-metadata = {host} dbname=airflow port=5432 pool_size=60" in ini
+    assert f"airflow-result-backend = {host} dbname=airflow port=5432 pool_size=2" in ini
+    assert "max_client_conn = 200" in ini
+
+
+@pytest.mark.parametrize("env", ["dev", "test", "prod"])
+def test_pgbouncer_pools_fit_the_database(platform_dir: Path, tmp_path: Path, env: str) -> None:
+    pgbouncer = load(render_chart(platform_dir, tmp_path / "out", env) / "values.yaml")["pgbouncer"]
+    server_connections = pgbouncer["replicas"] * (
+        pgbouncer["metadataPoolSize"] + pgbouncer["resultBackendPoolSize"]
+    )
+    reserve = 15  # Azure's own connections, an admin session and the migration job
+    assert server_connections <= load_environment(env, platform_dir).database.max_connections - reserve
+
+
+def test_effective_values_bundle_each_registered_team(platform_dir: Path, tmp_path: Path) -> None:
+    values = load(render_chart(platform_dir, tmp_path / "out") / "values.yaml")
+    bundles = yaml.safe_load(values["config"]["dag_processor"]["dag_bundle_config_list"])
+    assert {bundle["name"] for bundle in bundles} == {"demo", "alpha"}
+    alpha = next(bundle for bundle in bundles if bundle["name"] == "alpha")
+    assert alpha["classpath"] == "airflow.providers.git.bundles.git.GitDagBundle"
+    assert alpha["kwargs"] == {
+        "repo_url": "https://dev.azure.com/example/airflow/_git/team-alpha",
+        "tracking_ref": "release",
+    }
+    namespaces = values["config"]["kubernetes_executor"]["multi_namespace_mode_namespace_list"]
+    assert sorted(namespaces.split(",")) == ["airflow-alpha", "airflow-demo"]
+
+
+def test_airflow_cfg_holds_the_bundles_and_the_limits(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    cfg = load(out / "chart" / "configmap-airflow-config.yaml")["data"]["airflow.cfg"]
+    assert "team-alpha" in cfg and "team-demo" in cfg
+    for line in ("parallelism = 32", "worker_pods_creation_batch_size = 4", "refresh_interval = 30"):
+        assert line in cfg
+
+
+def test_team_objects_pass_the_kubernetes_schema(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    version = load_environment("prod", platform_dir).kubernetes_version
+    paths = sorted((out / "teams").glob("*/*.yaml"))
+    assert len(paths) == 12  # six objects for each of the two teams
+    for path in paths:
+        kubernetes_validate.validate(load(path), version, strict=True)
+
+
+def test_chart_objects_pass_the_kubernetes_schema(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    version = load_environment("prod", platform_dir).kubernetes_version
+    for path in sorted((out / "chart").glob("*.yaml")):
+        kubernetes_validate.validate(load(path), version, strict=True)
+
+
+def test_the_schema_check_refuses_an_unknown_field(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    limit_range = load(out / "teams" / "demo" / "limitrange-demo-limits.yaml")
+    limit_range["spec"]["limits"][0]["maxLimitRequestRatios"] = {"cpu": "2"}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(limit_range, "1.31", strict=True)
+
+
+def test_limit_range_caps_limit_over_request_at_one_and_a_half(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    (limits,) = load(out / "teams" / "demo" / "limitrange-demo-limits.yaml")["spec"]["limits"]
+    assert limits["maxLimitRequestRatio"] == {"cpu": "1.5", "memory": "1.5"}
+    # Defaults: the catalog's smallest profile ("small").
+    assert limits["defaultRequest"] == {"cpu": "250m", "memory": "512Mi"}
+    assert limits["default"] == {"cpu": "375m", "memory": "768Mi"}
+
+
+def test_resource_quota_is_the_registry_quota(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    quota = load(out / "teams" / "alpha" / "resourcequota-alpha-quota.yaml")
+    assert quota["metadata"]["namespace"] == "airflow-alpha"
+    assert quota["spec"]["hard"] == {
+        "pods": "4",
+        "requests.cpu": "1",
+        "requests.memory": "2Gi",
+        "limits.cpu": "1500m",
+        "limits.memory": "3Gi",
+    }
+
+
+def test_task_service_account_has_the_team_client_id(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    account = load(out / "teams" / "alpha" / "serviceaccount-alpha-tasks.yaml")
+    assert account["metadata"]["namespace"] == "airflow-alpha"
+    annotations = account["metadata"]["annotations"]
+    assert annotations == {"azure.workload.identity/client-id": "00000000-0000-0000-0000-0000000000aa"}
+
+
+def test_team_role_binding_names_the_schedulers_service_account(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    binding = load(out / "teams" / "demo" / "rolebinding-airflow-pod-launcher-rolebinding.yaml")
+    role = load(out / "teams" / "demo" / f"role-{binding['roleRef']['name']}.yaml")
+    (subject,) = binding["subjects"]
+    assert subject == {
+        "kind": "ServiceAccount",
+        "name": pod_spec(out, "scheduler")["serviceAccountName"],
+        "namespace": "airflow",
+    }
+    pods = next(rule for rule in role["rules"] if rule["resources"] == ["pods"])
+    assert {"create", "watch", "delete"} <= set(pods["verbs"])
+
+
+def test_misspelt_values_key_fails_the_chart_schema() -> None:
+    chart = helm_python.Chart.load(str(CHART))
+    with pytest.raises(helm_python.HelmValuesError, match=r"/pgbouncer.*maxClientConnn"):
+        chart.validate_schema({"pgbouncer": {"maxClientConnn": 200}})
+
+
+def test_render_turns_a_misspelt_key_into_a_user_error(platform_dir: Path, tmp_path: Path) -> None:
+    overlay = platform_dir / "helm" / "values-prod.yaml"
+    text = overlay.read_text()
+    assert "\npgbouncer:\n" in text
+    overlay.write_text(text.replace("\npgbouncer:\n", "\npgbouncer:\n  maxClientConnn: 200\n", 1))
+    result = run_ariel(
+        "platform",
+        "render",
+        "prod",
+        "--out",
+        str(tmp_path / "out"),
+        "--chart",
+        str(CHART),
+        "--platform-dir",
+        str(platform_dir),
+    )
+    assert result.returncode == 2, result.stderr
+    assert "at '/pgbouncer': additional properties 'maxClientConnn' not allowed" in result.stderr
+    assert "values-prod.yaml" in result.stderr
+    assert no_traceback(result)
+
+
+def test_render_without_a_chart_says_how_to_point_at_one(tmp_path: Path) -> None:
+    result = run_ariel(
+        "platform", "render", "prod", "--out", str(tmp_path / "out"), env={"ARIEL_AIRFLOW_CHART": ""}
+    )
+    assert result.returncode == 2
+    assert "--chart" in result.stderr and "ARIEL_AIRFLOW_CHART" in result.stderr
+    assert no_traceback(result)
+
+
+def test_render_writes_values_chart_and_teams(tmp_path: Path) -> None:
+    result = run_ariel("platform", "render", "prod", "--out", str(tmp_path / "out"), "--chart", str(CHART))
+    assert result.returncode == 0, result.stderr
+    assert "chart rendered" in result.stderr  # progress on stderr, the summary on stdout
+    assert "objects of team demo" in result.stdout
+    text = (tmp_path / "out" / "values.yaml").read_text()
+    assert "&id" not in text  # each value written where it applies, for review and diffs
+    values = yaml.safe_load(text)
+    assert values["executor"] == "KubernetesExecutor"
+    assert (tmp_path / "out" / "chart" / "deployment-airflow-scheduler.yaml").is_file()
+    assert set(load_registry(PLATFORM)) == {path.name for path in (tmp_path / "out" / "teams").iterdir()}
