@@ -29,7 +29,7 @@ from ariel_airflow.template import KIT_ROOT
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
 app.add_typer(local, name="local")
-platform_app = typer.Typer(help="The platform's side: the team registry.", no_args_is_help=True)
+platform_app = typer.Typer(help="The platform's side: the team registry and the chart.", no_args_is_help=True)
 app.add_typer(platform_app, name="platform")
 out = Console(highlight=False, soft_wrap=True)
 
