@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -17,14 +17,16 @@ from rich.table import Table
 from rich.text import Text
 
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev.engines import Engine, engine_for_up, engine_of
+from ariel_airflow.localdev.options import Engine, StatusCode, status_code
 from ariel_airflow.localdev.progress import Progress, err_console
-from ariel_airflow.localdev.stack import StatusCode, status_code
 from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, DEFAULT_UI_PORT
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER
 from ariel_airflow.pins import version_text
 from ariel_airflow.team import TeamRepo
 from ariel_airflow.template import KIT_ROOT
+
+if TYPE_CHECKING:
+    from ariel_airflow.localdev.stack import StackEngine
 
 app = typer.Typer(help="ARIEL Airflow kit.", pretty_exceptions_enable=False)
 local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args_is_help=True)
@@ -169,6 +171,8 @@ def local_up(
 ) -> None:
     """Start Postgres, PgBouncer and Airflow for the team repository."""
     repo = TeamRepo.load(team_repo)
+    from ariel_airflow.localdev.engines import engine_for_up
+
     stack, why_not_docker = engine_for_up(repo, engine)
     progress = Progress()
     progress.info(f"team {repo.team.name!r} at {repo.root} ({stack.name} engine)")
@@ -393,6 +397,13 @@ def _ago(moment: str) -> str:
         else f"{minutes / 1440:.0f} days"
     )
     return f"{when:%Y-%m-%d %H:%M:%S} ({since} ago)"
+
+
+def engine_of(repo: TeamRepo) -> StackEngine:
+    """The engine of the repository's stack, imported only by the commands that need one."""
+    from ariel_airflow.localdev.engines import engine_of as find_engine
+
+    return find_engine(repo)
 
 
 def _stop_on_sigterm() -> None:

@@ -28,6 +28,7 @@ from ariel_airflow.localdev import compose
 from ariel_airflow.localdev.docker_tools import compose_setting, docker_client, find_compose
 from ariel_airflow.localdev.images import ensure_images
 from ariel_airflow.localdev.local_secrets import finish_check, start_check
+from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.processes import tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine
@@ -40,7 +41,7 @@ SERVICE_LABEL = "com.docker.compose.service"
 
 
 class DockerEngine(StackEngine):
-    name = "docker"
+    name = Engine.DOCKER.value
 
     def __init__(self, repo: TeamRepo) -> None:
         super().__init__(repo)

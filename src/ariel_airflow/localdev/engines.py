@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.docker_engine import DockerEngine
 from ariel_airflow.localdev.docker_tools import docker_problem
 from ariel_airflow.localdev.native import NativeEngine
+from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.team import TeamRepo
-
-
-class Engine(StrEnum):
-    """The engines ``ariel local up --engine`` offers."""
-
-    AUTO = "auto"  # Docker when a daemon and Compose answer, else native
-    NATIVE = NativeEngine.name
-    DOCKER = DockerEngine.name
-
 
 ENGINES: dict[str, type[StackEngine]] = {Engine.NATIVE: NativeEngine, Engine.DOCKER: DockerEngine}
 

@@ -16,6 +16,7 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import binaries
 from ariel_airflow.localdev import logs as log_files
 from ariel_airflow.localdev.launcher import Launcher
+from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine, component_status, connect_db, sql_ok
@@ -33,7 +34,7 @@ from ariel_airflow.team import TeamRepo
 
 
 class NativeEngine(StackEngine):
-    name = "native"
+    name = Engine.NATIVE.value
 
     def __init__(self, repo: TeamRepo) -> None:
         super().__init__(repo)

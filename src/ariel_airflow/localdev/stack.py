@@ -5,7 +5,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
-from enum import IntEnum
 from typing import Any
 
 import httpx
@@ -26,22 +25,6 @@ TIMEOUTS = {  # seconds until a service must be healthy
     Health.API: 240,
     Health.HEARTBEAT: 240,
 }
-
-
-class StatusCode(IntEnum):
-    """Exit codes of `ariel local status` (2 stays a user error, as everywhere)."""
-
-    HEALTHY = 0
-    UNHEALTHY = 1
-    NOT_RUNNING = 3
-
-    @property
-    def meaning(self) -> str:
-        return {
-            StatusCode.HEALTHY: "running and healthy",
-            StatusCode.UNHEALTHY: "running, but a service is stopped or unhealthy",
-            StatusCode.NOT_RUNNING: "not running (stopped, never started, or purged)",
-        }[self]
 
 
 class StackEngine(ABC):
@@ -180,14 +163,6 @@ class StackEngine(ABC):
             "services": rows,
             "import_errors": self.import_errors(state, report),
         }
-
-
-def status_code(status: dict[str, Any]) -> StatusCode:
-    """The exit code of `ariel local status` for ``status()``'s answer."""
-    if not status["running"]:
-        return StatusCode.NOT_RUNNING
-    healthy = all(row["health"] == "healthy" for row in status["services"])
-    return StatusCode.HEALTHY if healthy else StatusCode.UNHEALTHY
 
 
 def _iso(moment: datetime | None) -> str | None:
