@@ -13,10 +13,10 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from ariel_airflow.errors import UserError
 
@@ -132,33 +132,36 @@ def is_team_name(name: str) -> bool:
     return bool(TEAM_NAME.fullmatch(name))
 
 
+def _team_name(value: str) -> str:
+    if not is_team_name(value):
+        raise ValueError(
+            f"{value!r} is not a team name: lower-case letters, digits and single dashes, starting "
+            "with a letter, not ending with a dash, at most 40 characters"
+        )
+    return value
+
+
+def _namespace(value: str) -> str:
+    if not NAMESPACE.fullmatch(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 label of at most 63 characters")
+    return value
+
+
+# Field types for the models of user files that name a team (copier answers, the team registry).
+TeamName = Annotated[str, AfterValidator(_team_name)]
+Namespace = Annotated[str, AfterValidator(_namespace)]
+
+
 class Answers(BaseModel):
     """The copier answers the kit reads (the template's questions, validated as copier does)."""
 
     model_config = ConfigDict(extra="ignore")
-    team_name: str
-    namespace: str | None = None
+    team_name: TeamName
+    namespace: Namespace | None = None
     secrets_mode: SecretsMode = "prefix"
     keyvault_url_dev: str = ""
     keyvault_url_test: str = ""
     keyvault_url_prod: str = ""
-
-    @field_validator("team_name")
-    @classmethod
-    def _team_name(cls, value: str) -> str:
-        if not is_team_name(value):
-            raise ValueError(
-                f"{value!r} is not a team name: lower-case letters, digits and single dashes, starting "
-                "with a letter, not ending with a dash, at most 40 characters"
-            )
-        return value
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        if value and not NAMESPACE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a DNS-1123 label of at most 63 characters")
-        return value
 
     def team(self) -> Team:
         urls = {env: getattr(self, f"keyvault_url_{env}") for env in ENVIRONMENTS}

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.profiles import Resources, parse_quantity
-from ariel_airflow.team import ENVIRONMENTS, NAMESPACE, Team, TeamRepo, is_team_name, validation_error
+from ariel_airflow.team import ENVIRONMENTS, Namespace, Team, TeamName, TeamRepo, validation_error
 
 TEAMS_DIR = "teams"
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -48,28 +48,12 @@ class Quota(BaseModel):
 
 class RegistryEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: str
-    namespace: str | None = None  # default: the team model's
+    name: TeamName
+    namespace: Namespace | None = None  # default: the team model's
     repository: Repository
     key_vaults: dict[str, str] = {}  # environment -> vault URL
     quota: Quota
     managed_identity_client_id: str = Field(pattern=UUID)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not is_team_name(value):
-            raise ValueError(
-                f"{value!r} is not a team name (a DNS-1123 label of at most 40 characters, no '--')"
-            )
-        return value
-
-    @field_validator("namespace")
-    @classmethod
-    def _namespace(cls, value: str | None) -> str | None:
-        if value is not None and not NAMESPACE.fullmatch(value):
-            raise ValueError(f"{value!r} is not a DNS-1123 label of at most 63 characters")
-        return value
 
     @field_validator("key_vaults")
     @classmethod
