@@ -120,6 +120,33 @@ def test_effective_values_bundle_each_registered_team(platform_dir: Path, tmp_pa
     assert sorted(namespaces.split(",")) == ["airflow-alpha", "airflow-demo"]
 
 
+def test_each_team_has_a_dag_processor_for_its_bundle_only(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    assert not (out / "chart" / "deployment-airflow-dag-processor.yaml").exists()
+    selectors = []
+    for team in ("demo", "alpha"):
+        deployment = load(out / "chart" / f"deployment-airflow-dag-processor-{team}.yaml")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["args"] == ["bash", "-c", f"exec airflow dag-processor --bundle-name {team}"]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        selectors.append(selector)
+    assert selectors[0] != selectors[1]  # neither Deployment adopts the other's pods
+
+
+def test_one_dag_processor_for_all_bundles_when_the_environment_says_so(
+    platform_dir: Path, tmp_path: Path
+) -> None:
+    env_file = platform_dir / "environments" / "prod.yaml"
+    env_file.write_text(
+        env_file.read_text().replace("dag_processor_per_team: true", "dag_processor_per_team: false")
+    )
+    out = render_chart(platform_dir, tmp_path / "out")
+    container = pod_spec(out, "dag-processor")["containers"][0]
+    assert container["args"] == ["bash", "-c", "exec airflow dag-processor"]
+    assert not list((out / "chart").glob("deployment-airflow-dag-processor-*.yaml"))
+
+
 def test_airflow_cfg_holds_the_bundles_and_the_limits(platform_dir: Path, tmp_path: Path) -> None:
     out = render_chart(platform_dir, tmp_path / "out")
     cfg = load(out / "chart" / "configmap-airflow-config.yaml")["data"]["airflow.cfg"]

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ariel_airflow.cluster.dag_processors import split_per_team
 from ariel_airflow.cluster.environments import Environment, load_environment
 from ariel_airflow.cluster.registry import RegistryEntry, load_registry
 from ariel_airflow.errors import UserError
@@ -304,6 +305,8 @@ def render(
         loaded = load_chart(chart_path)
         validate_values(loaded, values, values_files(env_name, platform_dir))
         chart_objects = render_chart(loaded, values)
+    if env.dag_processor_per_team:
+        chart_objects = split_per_team(chart_objects, [entry.team for entry in registry.values()])
 
     # Replace what an earlier render wrote: an object gone from the chart must not linger.
     for stale in ("chart", "teams"):
