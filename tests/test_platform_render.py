@@ -4,8 +4,12 @@ style: one ``render_chart()`` helper, short tests that each look at one object."
 from __future__ import annotations
 
 import base64
+import functools
+import http.server
 import os
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -251,12 +255,68 @@ def test_render_turns_a_misspelt_key_into_a_user_error(platform_dir: Path, tmp_p
     assert no_traceback(result)
 
 
-def test_render_without_a_chart_says_how_to_point_at_one(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def chart_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Helm chart repository (index.yaml and the packaged chart over HTTP) holding the official
+    chart as version 1.19.0, the version the environment files pin."""
+    served = tmp_path_factory.mktemp("chart-repo")
+    helm_python.package(str(CHART), destination=str(served), version="1.19.0")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    url = f"http://127.0.0.1:{server.server_port}"
+    helm_python.repo_index_generate(str(served), base_url=url)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield url
+    server.shutdown()
+
+
+def _point_at_repository(platform_dir: Path, url: str) -> None:
+    env_file = platform_dir / "environments" / "prod.yaml"
+    env_file.write_text(
+        env_file.read_text().replace("repository: https://airflow.apache.org", f"repository: {url}")
+    )
+
+
+def test_render_pulls_the_pinned_chart_once_into_the_cache(
+    platform_dir: Path, tmp_path: Path, chart_repository: str
+) -> None:
+    _point_at_repository(platform_dir, chart_repository)
+    cache = tmp_path / "cache"
+    env = {"ARIEL_AIRFLOW_CHART": "", "ARIEL_CHART_CACHE": str(cache)}
+    args = ("platform", "render", "prod", "--platform-dir", str(platform_dir), "--out")
+    first = run_ariel(*args, str(tmp_path / "first"), env=env)
+    assert first.returncode == 0, first.stderr
+    assert f"pulling chart {chart_repository} airflow 1.19.0" in first.stderr
+    assert [path.name for path in cache.iterdir()] == ["airflow-1.19.0.tgz"]
+    # The second render reads the cache, even with the repository gone.
+    _point_at_repository(platform_dir, "http://127.0.0.1:9")
+    second = run_ariel(*args, str(tmp_path / "second"), env=env)
+    assert second.returncode == 0, second.stderr
+    assert "pulling" not in second.stderr
+    assert (tmp_path / "second" / "chart" / "deployment-airflow-scheduler.yaml").is_file()
+
+
+def test_render_with_an_unreachable_chart_repository_says_what_to_do(
+    platform_dir: Path, tmp_path: Path
+) -> None:
+    _point_at_repository(platform_dir, "http://127.0.0.1:9")
+    cache = tmp_path / "cache"
     result = run_ariel(
-        "platform", "render", "prod", "--out", str(tmp_path / "out"), env={"ARIEL_AIRFLOW_CHART": ""}
+        *("platform", "render", "prod", "--platform-dir", str(platform_dir), "--out", str(tmp_path / "out")),
+        env={"ARIEL_AIRFLOW_CHART": "", "ARIEL_CHART_CACHE": str(cache)},
     )
     assert result.returncode == 2
-    assert "--chart" in result.stderr and "ARIEL_AIRFLOW_CHART" in result.stderr
+    assert "cannot pull chart http://127.0.0.1:9 airflow 1.19.0" in result.stderr
+    assert "prod.yaml: chart" in result.stderr and "ARIEL_AIRFLOW_CHART" in result.stderr
+    assert not any(cache.rglob("*.tgz"))  # nothing half-written
+    assert no_traceback(result)
+
+
+def test_render_with_a_missing_chart_folder_names_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-chart"
+    result = run_ariel("platform", "render", "prod", "--out", str(tmp_path / "out"), "--chart", str(missing))
+    assert result.returncode == 2
+    assert f"--chart={missing}" in result.stderr and "oci://" in result.stderr
     assert no_traceback(result)
 
 

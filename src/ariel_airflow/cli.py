@@ -319,9 +319,10 @@ def platform_render(
     environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write values and manifests into.")],
     chart: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="The official Airflow chart (folder or .tgz).", show_default="$ARIEL_AIRFLOW_CHART"
+            help="The official Airflow chart: a folder, a .tgz or an oci:// reference.",
+            show_default="$ARIEL_AIRFLOW_CHART, else the environment file's chart, pulled once into a cache",
         ),
     ] = None,
     platform_dir: Annotated[

@@ -10,7 +10,6 @@ namespace per team), so each fact keeps its one home.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +17,9 @@ from typing import Any
 
 import yaml
 
+from ariel_airflow.cluster.charts import find_chart
 from ariel_airflow.cluster.dag_processors import split_per_team
-from ariel_airflow.cluster.environments import Environment, load_environment
+from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
 from ariel_airflow.cluster.registry import RegistryEntry, load_registry
 from ariel_airflow.errors import UserError
 from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
@@ -31,7 +31,6 @@ from ariel_airflow.template import KIT_ROOT
 
 PLATFORM_DIR = KIT_ROOT / "platform"
 HELM_DIR = "helm"
-CHART_ENV_VAR = "ARIEL_AIRFLOW_CHART"
 # The Helm release and the namespace of Airflow's own components (the teams' are in the registry).
 RELEASE = "airflow"
 NAMESPACE = "airflow"
@@ -49,26 +48,6 @@ class Rendered:
     values: Path
     chart_objects: list[Path] = field(default_factory=list)
     team_objects: dict[str, list[Path]] = field(default_factory=dict)
-
-
-def find_chart(chart: Path | None) -> Path:
-    """The chart folder or .tgz: ``--chart``, else ``$ARIEL_AIRFLOW_CHART``."""
-    if chart is None:
-        from_env = os.environ.get(CHART_ENV_VAR)
-        if not from_env:
-            raise UserError(
-                "no Airflow chart given",
-                where="--chart",
-                fix=f"pass --chart PATH (the official chart's folder or .tgz) or set {CHART_ENV_VAR}=PATH",
-            )
-        chart = Path(from_env)
-    if not chart.exists():
-        raise UserError(
-            "the Airflow chart is not there",
-            where=str(chart),
-            fix=f"point --chart or {CHART_ENV_VAR} at the official chart's folder or .tgz",
-        )
-    return chart
 
 
 def load_chart(chart: Path) -> Any:
@@ -289,14 +268,14 @@ def render(
     env_name: str,
     out: Path,
     *,
-    chart: Path | None = None,
+    chart: str | Path | None = None,
     platform_dir: Path = PLATFORM_DIR,
     progress: Progress | None = None,
 ) -> Rendered:
     """Render ENV into ``out``: values.yaml, chart/<object>.yaml, teams/<team>/<object>.yaml."""
     progress = progress or Progress()
-    chart_path = find_chart(chart)
     env = load_environment(env_name, platform_dir)
+    chart_path = find_chart(chart, env, environment_file(env_name, platform_dir), progress)
     registry = load_registry(platform_dir)
     default = smallest_profile(load_profiles(platform_dir / PROFILES_FILE))
     values = effective_values(env, registry, platform_dir)
