@@ -2,6 +2,7 @@
 at once per request, the core pool's fit, and `ariel capacity` as users run it."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,33 @@ def test_cli_missing_platform_dir_exits_2(tmp_path: Path) -> None:
     result = ariel("capacity", "prod", "--platform-dir", str(tmp_path))
     assert result.returncode == 2
     assert "environment file is missing" in result.stderr and no_traceback(result)
+
+
+def test_quotas_within_the_task_pool_are_not_over_committed() -> None:
+    env = environment()
+    use = capacity(env, {}, quotas={"a": Amount.of("6", "20Gi", 10), "b": Amount.of("9", "40Gi", 30)}).quotas
+    # Free for Airflow on two D8as_v5 task nodes: 2 x 7720m, 2 x 31718Mi, 2 x 22 pods.
+    assert use.pool == Amount(15440, 2 * 31718 * Mi, 44)
+    assert use.total == Amount(15000, 60 * 1024 * Mi, 40)
+    assert use.over_committed == []
+
+
+def test_quotas_beyond_the_task_pool_are_over_committed() -> None:
+    env = environment()
+    use = capacity(env, {}, quotas={"a": Amount.of("8", "20Gi", 10), "b": Amount.of("8", "20Gi", 40)}).quotas
+    assert use.over_committed == ["cpu", "pods"]  # 16000m > 15440m, 50 pods > 44; memory fits
+
+
+def test_cli_reports_quota_over_commit_of_the_registered_teams(tmp_path: Path) -> None:
+    platform = tmp_path / "platform"
+    shutil.copytree(PLATFORM, platform)
+    (platform / "teams" / "big.yaml").write_text(
+        "name: big\nrepository: {url: https://example.com/big.git}\n"
+        "quota: {pods: 40, requests: {cpu: '14', memory: 8Gi}, limits: {cpu: '14', memory: 8Gi}}\n"
+        "managed_identity_client_id: 00000000-0000-0000-0000-0000000000bb\n"
+    )
+    report = json.loads(ariel("capacity", "prod", "--json", "--platform-dir", str(platform)).stdout)
+    assert set(report["quotas"]["teams"]) == {"demo", "big"}
+    assert report["quotas"]["over_committed"] == ["cpu", "pods"]  # 16.5 CPUs, 50 pods
+    table = ariel("capacity", "prod", "--platform-dir", str(platform))
+    assert "over-committed: cpu and pods" in table.stdout.replace("\n", " ")

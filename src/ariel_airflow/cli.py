@@ -102,14 +102,19 @@ def capacity(
         Path, typer.Option(help="The platform folder (environments/, resource_profiles.yaml).")
     ] = KIT_ROOT / "platform",
 ) -> None:
-    """How many tasks of each resource profile run at once on ENV's task pool, and what binds."""
+    """How many tasks of each resource profile run at once on ENV's task pool, what binds, and whether
+    the teams' quotas over-commit it."""
     from ariel_airflow.cluster.capacity import capacity, parse_request
     from ariel_airflow.cluster.environments import load_environment
+    from ariel_airflow.cluster.registry import load_registry
     from ariel_airflow.profiles import load_profiles
 
     env = load_environment(environment, platform_dir)
     extra = {text: parse_request(text) for text in request or ()}
-    report = capacity(env, load_profiles(platform_dir / "resource_profiles.yaml"), requests=extra)
+    quotas = {name: entry.quota.amount for name, entry in load_registry(platform_dir).items()}
+    report = capacity(
+        env, load_profiles(platform_dir / "resource_profiles.yaml"), requests=extra, quotas=quotas
+    )
     if as_json:
         print(json.dumps(report.as_dict(), indent=2))
         return
@@ -147,6 +152,25 @@ def capacity(
         )
     out.print(pools)
     out.print(tasks)
+    if report.quotas is not None:
+        out.print(_quota_table(report.quotas))
+
+
+def _quota_table(use: Any) -> Table:
+    table = Table(title="team quotas (requests) against the task pool")
+    table.add_column("team", no_wrap=True)
+    table.add_column("quota")
+    for name, amount in use.teams.items():
+        table.add_row(name, _amount(amount))
+    table.add_row("[bold]all teams[/]", _amount(use.total))
+    table.add_row("task pool, free", _amount(use.pool))
+    over = use.over_committed
+    table.caption = (
+        f"over-committed: {' and '.join(over)}; a team within its quota may still wait for room"
+        if over
+        else "not over-committed: every team can use its whole quota at once"
+    )
+    return table
 
 
 def _mib(memory: int) -> str:

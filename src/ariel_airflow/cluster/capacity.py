@@ -123,6 +123,28 @@ class CoreFit:
         return not self.unplaced
 
 
+@dataclass(frozen=True)
+class QuotaUse:
+    """The teams' ResourceQuotas (requests, pods) against what the task pool holds. Over-committed
+    quotas are allowed, but then a team can be within its quota and still wait for room."""
+
+    teams: dict[str, Amount]
+    total: Amount
+    pool: Amount  # free for Airflow on the whole task pool
+
+    @property
+    def over_committed(self) -> list[str]:
+        return [
+            resource for resource in RESOURCES if getattr(self.total, resource) > getattr(self.pool, resource)
+        ]
+
+
+def quota_use(quotas: Mapping[str, Amount], node: Node) -> QuotaUse:
+    total = Amount(*(sum(getattr(q, resource) for q in quotas.values()) for resource in RESOURCES))
+    pool = Amount(node.free.cpu * node.count, node.free.memory * node.count, node.free.pods * node.count)
+    return QuotaUse(teams=dict(quotas), total=total, pool=pool)
+
+
 def vm_capacity(pool: NodePool) -> tuple[int, int]:
     """The pool's VM: vCPUs and memory in bytes (the pool's own cpu/memory win over the table)."""
     if pool.cpu is not None and pool.memory is not None:
@@ -239,6 +261,7 @@ class Capacity:
     nodes: list[Node]
     fits: list[Fit]
     core: CoreFit | None
+    quotas: QuotaUse | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -265,6 +288,9 @@ class Capacity:
                 for f in self.fits
             ],
             "core": None if self.core is None else {**asdict(self.core), "fits": self.core.fits},
+            "quotas": None
+            if self.quotas is None
+            else {**asdict(self.quotas), "over_committed": self.quotas.over_committed},
         }
 
 
@@ -274,9 +300,11 @@ def capacity(
     *,
     requests: Mapping[str, Amount] | None = None,
     core_requests: Iterable[tuple[str, str, str]] | None = None,
+    quotas: Mapping[str, Amount] | None = None,
 ) -> Capacity:
     """The environment's pools, and how many tasks of each profile (and of each extra request) run
-    at once on its task pool; with ``core_requests``, whether they fit the core pool."""
+    at once on its task pool; with ``core_requests``, whether they fit the core pool; with the teams'
+    ``quotas``, whether they over-commit the task pool."""
     nodes = [node_of(pool, environment) for pool in environment.node_pools]
     task_node = nodes[environment.node_pools.index(environment.task_pool)]
     core_node = nodes[environment.node_pools.index(environment.core_pool)]
@@ -288,4 +316,5 @@ def capacity(
         nodes=nodes,
         fits=[fit(name, amount, task_node) for name, amount in wanted.items()],
         core=None if core_requests is None else core_fit(core_requests, core_node),
+        quotas=None if quotas is None else quota_use(quotas, task_node),
     )

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from ariel_airflow.cluster.capacity import Amount
 from ariel_airflow.errors import UserError
 from ariel_airflow.profiles import Resources, parse_quantity
 from ariel_airflow.team import ENVIRONMENTS, Namespace, Team, TeamName, TeamRepo, validation_error
@@ -35,6 +36,11 @@ class Quota(BaseModel):
     pods: int = Field(gt=0)
     requests: Resources
     limits: Resources
+
+    @property
+    def amount(self) -> Amount:
+        """What the quota lets the team request at once (the scheduler places pods by requests)."""
+        return Amount.of(self.requests.cpu, self.requests.memory, self.pods)
 
     @model_validator(mode="after")
     def _limits_cover_requests(self) -> Quota:
