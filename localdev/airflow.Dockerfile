@@ -1,9 +1,13 @@
-# The local stack's Airflow image: Airflow 3.3 with the kit's and the team's requirements.
-# Built by `ariel local up --engine docker` from a staged context (requirements.txt, constraints.txt,
-# certs/); the kit itself is mounted at run time, so kit changes need no rebuild.
+# The Airflow image, one definition for both places it runs, so local equals prod:
+# - target `local`: the local stack's image, built by `ariel local up --engine docker` from a staged
+#   context (requirements.txt, constraints.txt, certs/); the kit itself is mounted at run time, so kit
+#   changes need no rebuild;
+# - target `platform`: the same Airflow, pins and providers, with the kit installed and the entry
+#   point the official chart's containers and probes call; `ariel platform render` writes its context
+#   (this file, the kit's requirements and constraints, the kit's source in kit/).
 # BASE_IMAGE: any Debian bookworm image (companies without a registry: localdev/debootstrap-base.sh).
 ARG BASE_IMAGE=debian:bookworm-slim
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS local
 
 # A registry mirror for Python packages, when PyPI is not reachable directly.
 ARG PIP_INDEX_URL=https://pypi.org/simple
@@ -42,3 +46,21 @@ ENV PYTHONPATH=/opt/ariel/kit \
     LOGNAME=airflow \
     AIRFLOW_HOME=/opt/airflow
 WORKDIR /opt/airflow
+
+# The platform image: the chart runs Airflow as uid 50000 with gid 0, calls `/entrypoint` in its
+# probes and passes each component's command as args.
+FROM local AS platform
+ARG AIRFLOW_UID=50000
+COPY kit/ /opt/ariel/build/kit/
+RUN pip install --no-cache-dir --no-deps /opt/ariel/build/kit \
+    && rm -rf /opt/ariel/build \
+    && printf '#!/bin/sh\nexec "$@"\n' > /entrypoint \
+    && chmod 0755 /entrypoint \
+    && mkdir -p /opt/airflow /home/airflow \
+    && chown -R "${AIRFLOW_UID}:0" /opt/airflow /home/airflow \
+    && chmod -R g+rwX /opt/airflow /home/airflow
+ENV PYTHONPATH= \
+    HOME=/home/airflow
+USER ${AIRFLOW_UID}:0
+ENTRYPOINT ["/entrypoint"]
+CMD ["airflow", "version"]

@@ -213,6 +213,16 @@ def test_task_service_account_has_the_team_client_id(platform_dir: Path, tmp_pat
     assert annotations == {"azure.workload.identity/client-id": "00000000-0000-0000-0000-0000000000aa"}
 
 
+@pytest.mark.parametrize("component", ["scheduler", "api-server", "dag-processor", "triggerer"])
+def test_core_service_accounts_have_the_platform_identity(
+    platform_dir: Path, tmp_path: Path, component: str
+) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    account = load(out / "chart" / f"serviceaccount-airflow-{component}.yaml")
+    client_id = "10000000-0000-0000-0000-000000000003"  # platform_identity of environments/prod.yaml
+    assert account["metadata"]["annotations"] == {"azure.workload.identity/client-id": client_id}
+
+
 def test_team_role_binding_names_the_schedulers_service_account(platform_dir: Path, tmp_path: Path) -> None:
     out = render_chart(platform_dir, tmp_path / "out")
     binding = load(out / "teams" / "demo" / "rolebinding-airflow-pod-launcher-rolebinding.yaml")

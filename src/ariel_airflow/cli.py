@@ -361,6 +361,7 @@ def platform_render(
     print(f"{done.out / 'chart'}/  ({len(done.chart_objects)} chart objects)")
     for team, paths in done.team_objects.items():
         print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
+    print(f"{done.out / 'image'}/  (the Airflow image: {done.image_build})")
 
 
 def _print_status(status: dict[str, Any]) -> None:

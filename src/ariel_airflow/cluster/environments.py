@@ -126,6 +126,18 @@ class KeyVault(Strict):
         return value
 
 
+# A managed identity's client id, as workload identity's service account annotation takes it.
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+ClientId = Annotated[str, Field(pattern=UUID)]
+
+
+class PlatformIdentity(Strict):
+    """The platform's user-assigned managed identity: the core pods' workload identity (Key Vault,
+    remote logs, Entra tokens of the metadata database)."""
+
+    client_id: ClientId
+
+
 class Image(Strict):
     repository: str
     tag: str
@@ -166,6 +178,7 @@ class Environment(Strict):
     key_vault: KeyVault
     image: Image
     chart: Chart
+    platform_identity: PlatformIdentity
     daemonset_overhead: Overhead = Overhead()
     # One dag-processor per team bundle, so one team's slow DAG files never delay another team's.
     dag_processor_per_team: bool = True

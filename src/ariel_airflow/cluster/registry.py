@@ -15,12 +15,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ariel_airflow.cluster.capacity import Amount
+from ariel_airflow.cluster.environments import ClientId
 from ariel_airflow.errors import UserError
 from ariel_airflow.profiles import Resources, parse_quantity
 from ariel_airflow.team import ENVIRONMENTS, Namespace, Team, TeamName, TeamRepo, validation_error
 
 TEAMS_DIR = "teams"
-UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
 class Repository(BaseModel):
@@ -59,7 +59,7 @@ class RegistryEntry(BaseModel):
     repository: Repository
     key_vaults: dict[str, str] = {}  # environment -> vault URL
     quota: Quota
-    managed_identity_client_id: str = Field(pattern=UUID)
+    managed_identity_client_id: ClientId
 
     @field_validator("key_vaults")
     @classmethod

@@ -20,6 +20,7 @@ import yaml
 from ariel_airflow.cluster.charts import find_chart
 from ariel_airflow.cluster.dag_processors import split_per_team
 from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
+from ariel_airflow.cluster.image import write_image_context
 from ariel_airflow.cluster.registry import RegistryEntry, load_registry
 from ariel_airflow.errors import UserError
 from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
@@ -36,6 +37,8 @@ RELEASE = "airflow"
 NAMESPACE = "airflow"
 GIT_BUNDLE = "airflow.providers.git.bundles.git.GitDagBundle"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
+# The chart's components that run as the platform's managed identity (workload identity).
+PLATFORM_IDENTITY_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer")
 # The chart's Role for launching task pods: its rules are granted in every team namespace too.
 POD_LAUNCHER_ROLE = "pod-launcher-role"
 
@@ -48,6 +51,7 @@ class Rendered:
     values: Path
     chart_objects: list[Path] = field(default_factory=list)
     team_objects: dict[str, list[Path]] = field(default_factory=dict)
+    image_build: str = ""  # the `docker build` line of the platform image's context in out/image
 
 
 def load_chart(chart: Path) -> Any:
@@ -106,7 +110,9 @@ def effective_values(
         }
         for entry in registry.values()
     ]
+    identity = {"annotations": {WORKLOAD_IDENTITY_CLIENT_ID: env.platform_identity.client_id}}
     computed = {
+        **{component: {"serviceAccount": identity} for component in PLATFORM_IDENTITY_COMPONENTS},
         "airflowVersion": airflow_pin(),  # the chart adapts its templates to the Airflow version
         "images": {"airflow": {"repository": env.image.repository, "tag": env.image.tag}},
         "data": {"metadataConnection": {"host": env.database.host, "db": env.database.database}},
@@ -272,7 +278,8 @@ def render(
     platform_dir: Path = PLATFORM_DIR,
     progress: Progress | None = None,
 ) -> Rendered:
-    """Render ENV into ``out``: values.yaml, chart/<object>.yaml, teams/<team>/<object>.yaml."""
+    """Render ENV into ``out``: values.yaml, chart/<object>.yaml, teams/<team>/<object>.yaml, and
+    image/, the build context of the platform's Airflow image."""
     progress = progress or Progress()
     env = load_environment(env_name, platform_dir)
     chart_path = find_chart(chart, env, environment_file(env_name, platform_dir), progress)
@@ -306,4 +313,5 @@ def render(
         objects = team_objects(entry, default, scheduler_account, rules)
         rendered.team_objects[name] = [_write(out / "teams" / name / _file_name(obj), obj) for obj in objects]
         progress.info(f"team {name}: {len(objects)} objects in namespace {entry.team.namespace}")
+    rendered.image_build = write_image_context(out / "image", env)
     return rendered

@@ -32,6 +32,9 @@ DEFAULT_BASE_IMAGE = "debian:bookworm-slim"
 DEFAULT_INDEX_URL = "https://pypi.org/simple"
 STEP = re.compile(r"^Step \d+/\d+ : ")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# Stages of airflow.Dockerfile: the local stack's image, and the platform's (written by render).
+LOCAL_TARGET = "local"
+PLATFORM_TARGET = "platform"
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ def ensure_images(
             progress.info(f"image {tag} is up to date")
             continue
         with progress.step(f"building image {tag} on {settings.base_image}", f"image {tag} built"):
-            _build(client, context, f"{name}.Dockerfile", tag, build_args, progress)
+            target = LOCAL_TARGET if name == "airflow" else None
+            _build(client, context, f"{name}.Dockerfile", tag, build_args, progress, target)
     return tags
 
 
@@ -147,6 +151,7 @@ def _build(
     tag: str,
     build_args: dict[str, str],
     progress: Progress,
+    target: str | None = None,
 ) -> None:
     log_path = context.parent / f"{context.name}.build.log"
     t0 = time.monotonic()
@@ -156,6 +161,7 @@ def _build(
             dockerfile=dockerfile,
             tag=tag,
             buildargs=build_args,
+            target=target,
             rm=True,
             forcerm=True,
             decode=True,

@@ -1,0 +1,47 @@
+"""The platform's Airflow image: the build context ``ariel platform render`` writes beside the values.
+
+It is built from the same ``localdev/airflow.Dockerfile`` as the local Docker engine's image, with
+the same requirements (the kit's, read from its metadata) and pins (the kit's ``constraints.txt``),
+at its ``platform`` target, which installs the kit from ``kit/`` instead of mounting it. So what a
+team runs locally is what the platform runs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ariel_airflow.cluster.environments import Environment
+from ariel_airflow.localdev.assets import assets_dir
+from ariel_airflow.localdev.images import PLATFORM_TARGET, airflow_requirements
+from ariel_airflow.template import KIT_ROOT
+
+DOCKERFILE = "airflow.Dockerfile"
+# What building the kit needs (pyproject.toml's force-include names localdev/ and platform/config/).
+KIT_SOURCES = ("pyproject.toml", "README.md", "src/ariel_airflow", "localdev", "platform/config")
+
+
+def write_image_context(out: Path, env: Environment) -> Path:
+    """Write ``out`` as a Docker build context of the platform image; return the ``docker build`` line."""
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "certs").mkdir(parents=True)  # PEM files of a TLS-intercepting proxy go here
+    shutil.copy(assets_dir() / DOCKERFILE, out / DOCKERFILE)
+    # The same bytes as the local image's for a team without a requirements.txt: one layer cache.
+    (out / "requirements.txt").write_bytes(airflow_requirements(KIT_ROOT))
+    shutil.copy(KIT_ROOT / "constraints.txt", out / "constraints.txt")
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for source in KIT_SOURCES:
+        origin, target = KIT_ROOT / source, out / "kit" / source
+        if origin.is_dir():
+            shutil.copytree(origin, target, ignore=ignore)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(origin, target)
+    return build_command(out, env)
+
+
+def build_command(out: Path, env: Environment) -> str:
+    return (
+        f"docker build --file {out / DOCKERFILE} --target {PLATFORM_TARGET} "
+        f"--tag {env.image.repository}:{env.image.tag} {out}"
+    )
