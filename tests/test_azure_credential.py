@@ -17,7 +17,7 @@ import pytest
 from entra_standin import EntraStandIn
 
 from ariel_airflow.azure import NoAzureCredential, credential
-from ariel_airflow.azure.credential import ENVIRONMENT_VARIABLES
+from ariel_airflow.azure.environment import ENVIRONMENT_VARIABLES
 
 VAULT_SCOPE = "https://vault.azure.net/.default"
 TENANT = "3f1c6a2e-0000-4000-8000-00000000a11e"

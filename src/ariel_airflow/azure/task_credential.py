@@ -25,21 +25,6 @@ from azure.identity import DefaultAzureCredential
 
 from ariel_airflow.team import WORKLOAD_IDENTITY_LABEL
 
-# The variables azure-identity reads for a service principal or a workload identity. The Docker
-# engine passes them into its containers; a path among them must be one the container can read.
-ENVIRONMENT_VARIABLES = (
-    "AZURE_CLIENT_ID",
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_AUTHORITY_HOST",
-    "AZURE_TOKEN_CREDENTIALS",
-    "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
-)
-
 HOW_TO_GET_ONE = f"""\
 How each place gets one:
 - on the platform: the task pod's service account <team>-tasks carries the team's workload identity \
