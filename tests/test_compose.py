@@ -6,6 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from ariel_airflow.localdev import compose
@@ -114,3 +115,82 @@ def mounts(service: dict) -> list[tuple[str, str]]:
         tuple(volume.split(":")[:2]) if isinstance(volume, str) else (volume["source"], volume["target"])
         for volume in service.get("volumes", [])
     ]
+
+
+def test_airflow_containers_get_the_developers_azure_credentials_read_only(
+    tmp_path: Path, compose_flavour: Compose, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AZURE_* variables set where Compose runs, the Azure config folder read-only, a CA bundle inside."""
+    azure_dir = tmp_path / "azure-config"
+    azure_dir.mkdir()
+    (azure_dir / "azureProfile.json").write_text("{}")
+    for name in [name for name in os.environ if name.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    for name, value in {
+        "AZURE_CONFIG_DIR": str(azure_dir),
+        "AZURE_CLIENT_ID": "client-of-the-developer",
+        "AZURE_TENANT_ID": "tenant-of-the-developer",
+        "AZURE_CLIENT_SECRET": "secret-of-the-developer",
+        # A bundle path of the host: the containers must not be told to read it.
+        "REQUESTS_CA_BUNDLE": str(tmp_path / "host-only-bundle.pem"),
+    }.items():
+        monkeypatch.setenv(name, value)
+    images = {"db": "ariel-local/db:test", "airflow": "ariel-local/airflow:test"}
+    stack = compose.variables("demo", StackState(), tmp_path / "team", tmp_path / "stack", images)
+    result = subprocess.run(
+        [*compose_flavour.argv, "--file", str(compose.compose_file()), "--project-name", "cfg", "config"],
+        env={**os.environ, **stack},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rendered = yaml.safe_load(result.stdout)["services"]
+    airflow = [name for name, spec in rendered.items() if "AIRFLOW_HOME" in spec["environment"]]
+    assert len(airflow) == 5
+    for name in airflow:
+        spec = rendered[name]
+        environment = spec["environment"]
+        assert environment["AZURE_CLIENT_ID"] == "client-of-the-developer", name
+        assert environment["AZURE_TENANT_ID"] == "tenant-of-the-developer", name
+        assert environment["AZURE_CLIENT_SECRET"] == "secret-of-the-developer", name
+        assert not environment.get("AZURE_FEDERATED_TOKEN_FILE"), name  # not set here: not passed
+        assert environment["AZURE_CONFIG_DIR"] == "/opt/ariel/azure", name
+        assert environment["REQUESTS_CA_BUNDLE"] == environment["SSL_CERT_FILE"] == str(compose.CA_BUNDLE)
+        assert (str(azure_dir), "/opt/ariel/azure", True) in mounts_read_only(spec), name
+    for name in ("postgres", "pgbouncer"):  # the databases get no credentials
+        assert not any(var.startswith("AZURE_") for var in rendered[name]["environment"]), name
+
+
+def test_without_an_azure_config_folder_an_empty_one_of_the_stack_is_mounted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Docker would create a missing ~/.azure as root, which a later `az login` could not write."""
+    monkeypatch.delenv("AZURE_CONFIG_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    images = {"db": "ariel-local/db:test", "airflow": "ariel-local/airflow:test"}
+    stack = compose.variables("demo", StackState(), tmp_path / "team", tmp_path / "stack", images)
+    mounted = Path(stack["ARIEL_AZURE_CONFIG_DIR"])
+    assert mounted.is_dir() and mounted.is_relative_to(tmp_path / "stack")
+    assert not (tmp_path / "home" / ".azure").exists()
+    (tmp_path / "home" / ".azure").mkdir(parents=True)
+    stack = compose.variables("demo", StackState(), tmp_path / "team", tmp_path / "stack", images)
+    assert stack["ARIEL_AZURE_CONFIG_DIR"] == str(tmp_path / "home" / ".azure")
+
+
+def test_the_ca_bundle_of_the_containers_is_the_one_the_image_builds() -> None:
+    dockerfile = (KIT_ROOT / "localdev" / "airflow.Dockerfile").read_text()
+    assert "update-ca-certificates" in dockerfile  # writes the system bundle, with ARIEL_EXTRA_CA_CERTS
+    assert f"SSL_CERT_FILE={compose.CA_BUNDLE}" in dockerfile
+
+
+def mounts_read_only(service: dict) -> list[tuple[str, str, bool]]:
+    """(host path, container path, read-only) of each bind mount, from v1's or v2's syntax."""
+    found = []
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            found.append((source, target, mode == ["ro"]))
+        else:
+            found.append((volume["source"], volume["target"], bool(volume.get("read_only"))))
+    return found

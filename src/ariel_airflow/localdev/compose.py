@@ -13,12 +13,19 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from ariel_airflow.azure.environment import ENVIRONMENT_VARIABLES as AZURE_VARIABLES
 from ariel_airflow.localdev.assets import assets_dir, kit_package_dir
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import DB_NAME, DB_USER, Health, Layout, Service, services
 
 TEAM_MOUNT = PurePosixPath("/opt/ariel/team")  # the team repository, read-only
 KIT_MOUNT = PurePosixPath("/opt/ariel/kit/ariel_airflow")  # the kit's package, read-only (PYTHONPATH)
+# The developer's Azure config folder (~/.azure, or AZURE_CONFIG_DIR), read-only; AZURE_CONFIG_DIR
+# points there in the containers, as it would for the az CLI.
+AZURE_CONFIG_MOUNT = PurePosixPath("/opt/ariel/azure")
+# The image's system CA bundle, which holds ARIEL_EXTRA_CA_CERTS (localdev/airflow.Dockerfile runs
+# update-ca-certificates); requests (so azure-identity and the Azure SDKs) would use certifi's instead.
+CA_BUNDLE = PurePosixPath("/etc/ssl/certs/ca-certificates.crt")
 
 CONTAINER_LAYOUT = Layout(
     dags=TEAM_MOUNT / "dags",
@@ -91,7 +98,22 @@ def variables(team: str, state: StackState, repo_root: Path, state_dir: Path, im
         "ARIEL_USER": f"{os.getuid()}:{os.getgid()}",
         "ARIEL_DB_IMAGE": images["db"],
         "ARIEL_AIRFLOW_IMAGE": images["airflow"],
+        "ARIEL_AZURE_CONFIG_DIR": str(azure_config_dir(state_dir)),
     }
+
+
+def azure_config_dir(state_dir: Path) -> Path:
+    """The host's Azure config folder, or an empty one in the stack's state when there is none.
+
+    Docker would create a missing folder to mount as root, and a later `az login` could not write it.
+    """
+    configured = os.environ.get("AZURE_CONFIG_DIR")
+    folder = Path(configured).expanduser() if configured else Path.home() / ".azure"
+    if folder.is_dir():
+        return folder
+    empty = state_dir / "no-azure-config"
+    empty.mkdir(parents=True, exist_ok=True)
+    return empty
 
 
 def _service(svc: Service, by_name: dict[str, Service]) -> dict:
@@ -120,9 +142,16 @@ def _service(svc: Service, by_name: dict[str, Service]) -> dict:
     return spec
 
 
-def _extra_env(svc: Service) -> dict[str, str]:
+def _extra_env(svc: Service) -> dict[str, str | None]:
     if not svc.needs_unprivileged_user:
-        return {}
+        # Azure credentials for task code (ariel_airflow.azure): a variable without a value is passed
+        # from the environment Compose runs in, when set there.
+        return {
+            **dict.fromkeys(AZURE_VARIABLES),
+            "AZURE_CONFIG_DIR": str(AZURE_CONFIG_MOUNT),
+            "REQUESTS_CA_BUNDLE": str(CA_BUNDLE),
+            "SSL_CERT_FILE": str(CA_BUNDLE),
+        }
     password = _var("ARIEL_DB_PASSWORD")
     if svc.name == "postgres":  # the db image's first start creates the cluster with these
         return {
@@ -143,6 +172,7 @@ def _volumes(svc: Service) -> list[str]:
         f"{_var('ARIEL_TEAM_REPO')}:{TEAM_MOUNT}:ro",
         f"{_var('ARIEL_KIT_DIR')}:{KIT_MOUNT}:ro",
         f"{_var('ARIEL_STACK_DIR')}/airflow:{CONTAINER_LAYOUT.airflow_home}",  # config, shared task logs
+        f"{_var('ARIEL_AZURE_CONFIG_DIR')}:{AZURE_CONFIG_MOUNT}:ro",
     ]
 
 

@@ -1,0 +1,18 @@
+"""The environment variables azure-identity reads (without importing it: it is slow to import).
+
+The Docker engine passes these into its containers; a path among them must be one the container
+can read (a path on the host is not).
+"""
+
+ENVIRONMENT_VARIABLES = (
+    "AZURE_CLIENT_ID",
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_CLIENT_SEND_CERTIFICATE_CHAIN",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_AUTHORITY_HOST",
+    "AZURE_TOKEN_CREDENTIALS",
+    "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
+)
