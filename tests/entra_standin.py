@@ -1,7 +1,9 @@
 """A local HTTPS stand-in for Microsoft Entra's token service, for azure-identity's real code path.
 
-It answers the three requests azure-identity and MSAL make to an authority host: instance discovery,
-the tenant's OpenID configuration and the OAuth2 token endpoint. Clients reach it as
+It answers the requests azure-identity and MSAL make to an authority host: instance discovery,
+the tenant's OpenID configuration, the OAuth2 token endpoint and (for a user's sign-in, as
+``az login --use-device-code`` makes it) the device code endpoint; user grants get a refresh token,
+an ID token and client_info for ``user``, as Entra gives them. Clients reach it as
 ``login.microsoftonline.com`` (the default authority, so nothing in the credential's configuration
 changes) through ``proxy_url``, a CONNECT proxy like a company's: set HTTPS_PROXY to it. Its
 certificate is self-signed, made at start; point SSL_CERT_FILE and REQUESTS_CA_BUNDLE at ``ca_file``
@@ -10,12 +12,16 @@ as for a company's TLS-intercepting proxy. Every token request is recorded for t
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
+import itertools
 import json
 import socket
 import ssl
 import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,6 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 ENTRA_HOST = "login.microsoftonline.com"  # azure-identity's default authority host
+DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
+OPENID_SCOPES = {"openid", "profile", "offline_access"}
+USER_GRANTS = {DEVICE_CODE_GRANT, "refresh_token"}  # the grants a user's sign-in (az login) makes
 
 
 @dataclass
@@ -41,7 +50,11 @@ class EntraStandIn:
 
     folder: Path
     access_token: str = "token-from-the-stand-in"
+    expires_in: int = 3600
+    user: str = "developer@contoso.example"  # who signs in with a user's grant (device code)
     requests: list[TokenRequest] = field(default_factory=list)
+    _refresh_tokens: itertools.count = field(default_factory=lambda: itertools.count(1))
+    _device_code_scope: str = ""
 
     def __enter__(self) -> EntraStandIn:
         self.ca_file, key_file = _self_signed(self.folder)
@@ -61,13 +74,23 @@ class EntraStandIn:
 
             def do_POST(self) -> None:  # noqa: N802
                 path = urlsplit(self.path).path
+                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
+                form = {k: v[0] for k, v in parse_qs(body).items()}
+                tenant = path.strip("/").split("/")[0]
+                if path.endswith("/oauth2/v2.0/devicecode"):  # the user signs in at once
+                    self._json(standin.device_code(form))
+                    return
                 if not path.endswith("/oauth2/v2.0/token"):
                     self._json({"error": "not_found", "error_description": path}, 404)
                     return
-                body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-                form = {k: v[0] for k, v in parse_qs(body).items()}
-                standin.requests.append(TokenRequest(tenant=path.strip("/").split("/")[0], form=form))
-                token = {"token_type": "Bearer", "expires_in": 3600, "access_token": standin.access_token}
+                standin.requests.append(TokenRequest(tenant=tenant, form=form))
+                token = {
+                    "token_type": "Bearer",
+                    "expires_in": standin.expires_in,
+                    "access_token": standin.access_token,
+                }
+                if form.get("grant_type") in USER_GRANTS:
+                    token |= standin.user_tokens(self.headers["Host"], tenant, form)
                 self._json(token)
 
             def _json(self, document: dict, status: int = 200) -> None:
@@ -112,6 +135,44 @@ class EntraStandIn:
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
         }
+
+    def device_code(self, form: dict[str, str]) -> dict:
+        self._device_code_scope = form["scope"]  # what the token for this device code grants
+        return {
+            "device_code": "device-code-of-the-stand-in",
+            "user_code": "STANDIN",
+            "verification_uri": "https://microsoft.com/devicelogin",
+            "expires_in": 900,
+            "interval": 1,
+            "message": "signed in already (stand-in)",
+        }
+
+    def user_tokens(self, host: str, tenant: str, form: dict[str, str]) -> dict:
+        """What Entra adds for a user: a refresh token, an ID token and client_info (MSAL's account)."""
+        user_id = str(uuid.uuid5(uuid.NAMESPACE_DNS, self.user))
+        now = int(time.time())
+        claims = {
+            "iss": f"https://{host}/{tenant}/v2.0",
+            "aud": form["client_id"],
+            "sub": user_id,
+            "oid": user_id,
+            "tid": tenant,
+            "preferred_username": self.user,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 3600,
+        }
+        requested = form.get("scope") or self._device_code_scope
+        return {  # Entra's scope names what was granted: the resource's, not the OpenID ones
+            "scope": " ".join(s for s in requested.split() if s not in OPENID_SCOPES),
+            "refresh_token": f"refresh-token-{next(self._refresh_tokens)}",
+            "id_token": f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(claims)}.",
+            "client_info": _b64({"uid": user_id, "utid": tenant}),
+        }
+
+
+def _b64(document: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
 
 
 def _tunnel_to(address: tuple[str, int]) -> type[BaseHTTPRequestHandler]:

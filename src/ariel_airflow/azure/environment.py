@@ -4,6 +4,9 @@ The Docker engine passes these into its containers; a path among them must be on
 can read (a path on the host is not).
 """
 
+import os
+from pathlib import Path
+
 ENVIRONMENT_VARIABLES = (
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
@@ -16,3 +19,9 @@ ENVIRONMENT_VARIABLES = (
     "AZURE_TOKEN_CREDENTIALS",
     "AZURE_ADDITIONALLY_ALLOWED_TENANTS",
 )
+
+
+def azure_cli_config_dir() -> Path:
+    """The Azure CLI's folder (profile, token cache): AZURE_CONFIG_DIR, else ~/.azure, as az itself."""
+    configured = os.environ.get("AZURE_CONFIG_DIR")
+    return Path(configured).expanduser() if configured else Path.home() / ".azure"

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from ariel_airflow.azure.environment import ENVIRONMENT_VARIABLES as AZURE_VARIABLES
+from ariel_airflow.azure.environment import azure_cli_config_dir
 from ariel_airflow.localdev.assets import assets_dir, kit_package_dir
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import DB_NAME, DB_USER, Health, Layout, Service, services
@@ -107,8 +108,7 @@ def azure_config_dir(state_dir: Path) -> Path:
 
     Docker would create a missing folder to mount as root, and a later `az login` could not write it.
     """
-    configured = os.environ.get("AZURE_CONFIG_DIR")
-    folder = Path(configured).expanduser() if configured else Path.home() / ".azure"
+    folder = azure_cli_config_dir()
     if folder.is_dir():
         return folder
     empty = state_dir / "no-azure-config"
