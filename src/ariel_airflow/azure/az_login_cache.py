@@ -126,8 +126,8 @@ class AzLoginCacheCredential:
         if not cache_file.is_file():
             if (self.config_dir / ENCRYPTED_TOKEN_CACHE_FILE).is_file():
                 raise self._unavailable(
-                    f"{ENCRYPTED_TOKEN_CACHE_FILE} is encrypted (the Azure CLI on Windows) and cannot "
-                    "be read here: set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a "
+                    f"holds {ENCRYPTED_TOKEN_CACHE_FILE}, encrypted by the Azure CLI on Windows: it "
+                    "cannot be read here; set AZURE_CLIENT_ID, AZURE_TENANT_ID and AZURE_CLIENT_SECRET for a "
                     "service principal"
                 )
             raise self._unavailable(f"has no {TOKEN_CACHE_FILE}: {LOGIN_AGAIN}")
@@ -138,7 +138,9 @@ class AzLoginCacheCredential:
                 cache.deserialize(cache_file.read_text(encoding="utf-8"))
                 subscription = _default_subscription(profile_file)
             except ValueError as error:  # half-written by az at this moment, or not az's format
-                raise self._unavailable(f"holds a file that is not JSON ({error})") from error
+                raise self._unavailable(
+                    f"holds a {TOKEN_CACHE_FILE} or {PROFILE_FILE} that is not az's JSON ({error})"
+                ) from error
             self._login = _login(cache, subscription, self._unavailable)
             self._cache, self._apps, self._loaded = cache, {}, mtimes
         return self._login
