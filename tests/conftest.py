@@ -19,6 +19,9 @@ from ariel_airflow.localdev.stack import connect_db
 from ariel_airflow.localdev.state import StackState
 
 KIT_ROOT = Path(__file__).resolve().parents[1]
+# The unmodified official Airflow chart: ARIEL_AIRFLOW_CHART (as `ariel platform render` reads it; CI
+# sets it, so there the tests fail rather than skip without the chart), else beside the kit's checkout.
+CHART = Path(os.environ.get("ARIEL_AIRFLOW_CHART") or KIT_ROOT.parent / "shared" / "airflow-chart" / "chart")
 ARIEL = [sys.executable, "-m", "ariel_airflow"]
 
 

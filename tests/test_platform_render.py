@@ -22,11 +22,8 @@ from ariel_airflow.cluster.environments import CORE_TAINT, load_environment
 from ariel_airflow.cluster.registry import load_registry
 from ariel_airflow.cluster.render import render
 
-from conftest import KIT_ROOT, no_traceback, run_ariel
+from conftest import CHART, KIT_ROOT, no_traceback, run_ariel
 
-# The unmodified official chart: ARIEL_AIRFLOW_CHART (as `ariel platform render` reads it; CI sets
-# it, so there the tests fail rather than skip without the chart), else beside the kit's checkout.
-CHART = Path(os.environ.get("ARIEL_AIRFLOW_CHART") or KIT_ROOT.parent / "shared" / "airflow-chart" / "chart")
 PLATFORM = KIT_ROOT / "platform"
 
 pytestmark = pytest.mark.skipif(

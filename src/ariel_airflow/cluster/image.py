@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ariel_airflow.cluster.environments import Environment
 from ariel_airflow.localdev.assets import assets_dir
-from ariel_airflow.localdev.images import PLATFORM_TARGET, airflow_requirements
+from ariel_airflow.localdev.images import PLATFORM_TARGET, BuildSettings, airflow_requirements
 from ariel_airflow.template import KIT_ROOT
 
 DOCKERFILE = "airflow.Dockerfile"
@@ -24,7 +24,10 @@ KIT_SOURCES = ("pyproject.toml", "README.md", "src/ariel_airflow", "localdev", "
 def write_image_context(out: Path, env: Environment) -> Path:
     """Write ``out`` as a Docker build context of the platform image; return the ``docker build`` line."""
     shutil.rmtree(out, ignore_errors=True)
-    (out / "certs").mkdir(parents=True)  # PEM files of a TLS-intercepting proxy go here
+    (out / "certs").mkdir(parents=True)
+    settings = BuildSettings.from_env()
+    for name, content in settings.cert_files().items():  # ARIEL_EXTRA_CA_CERTS, as for the local image
+        (out / name).write_bytes(content)
     shutil.copy(assets_dir() / DOCKERFILE, out / DOCKERFILE)
     # The same bytes as the local image's for a team without a requirements.txt: one layer cache.
     (out / "requirements.txt").write_bytes(airflow_requirements(KIT_ROOT))
@@ -37,11 +40,12 @@ def write_image_context(out: Path, env: Environment) -> Path:
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(origin, target)
-    return build_command(out, env)
+    return build_command(out, env, settings)
 
 
-def build_command(out: Path, env: Environment) -> str:
+def build_command(out: Path, env: Environment, settings: BuildSettings) -> str:
     return (
         f"docker build --file {out / DOCKERFILE} --target {PLATFORM_TARGET} "
+        f"--build-arg BASE_IMAGE={settings.base_image} --build-arg PIP_INDEX_URL={settings.index_url} "
         f"--tag {env.image.repository}:{env.image.tag} {out}"
     )

@@ -43,6 +43,10 @@ class BuildSettings:
     ca_certs: tuple[Path, ...]
     index_url: str
 
+    def cert_files(self) -> dict[str, bytes]:
+        """The build context's ``certs/`` files (the same names give the same layers everywhere)."""
+        return {f"certs/{i}-{cert.name}.crt": cert.read_bytes() for i, cert in enumerate(self.ca_certs)}
+
     @classmethod
     def from_env(cls) -> BuildSettings:
         certs = tuple(Path(p) for p in os.environ.get("ARIEL_EXTRA_CA_CERTS", "").split(os.pathsep) if p)
@@ -79,7 +83,7 @@ def ensure_images(
             {
                 "requirements.txt": airflow_requirements(repo_root),
                 "constraints.txt": _constraints(repo_root),
-                **{f"certs/{i}-{c.name}.crt": c.read_bytes() for i, c in enumerate(settings.ca_certs)},
+                **settings.cert_files(),
             },
         ),
     }
