@@ -338,6 +338,45 @@ def platform_render(
         print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
 
 
+@platform_app.command("validate")
+def platform_validate(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    rendered: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validate the files `render --out DIR` wrote here.", show_default="render in memory"
+        ),
+    ] = None,
+    team_repo: Annotated[
+        list[Path] | None,
+        typer.Option("--team-repo", help="Also check this team repository's pod templates (repeatable)."),
+    ] = None,
+    chart: Annotated[
+        Path | None,
+        typer.Option(
+            help="The official Airflow chart (folder or .tgz).", show_default="$ARIEL_AIRFLOW_CHART"
+        ),
+    ] = None,
+    platform_dir: Annotated[
+        Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check ENV's values, objects and cross-checks before they reach the cluster (exit 1 on findings)."""
+    from ariel_airflow.cluster.render import PLATFORM_DIR
+    from ariel_airflow.cluster.validate import validate
+
+    report = validate(
+        environment,
+        rendered=rendered,
+        team_repos=team_repo or (),
+        chart=chart,
+        platform_dir=platform_dir or PLATFORM_DIR,
+    )
+    print(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+    raise typer.Exit(0 if report.ok else 1)
+
+
 def _print_status(status: dict[str, Any]) -> None:
     table = Table(title=f"{status['team']} ({status['engine']}) {status['url']}")
     for column in ("service", "health", "pid", "port"):
