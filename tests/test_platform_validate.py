@@ -113,7 +113,11 @@ def test_unknown_nested_key_the_schema_lets_pass_is_named(platform_dir: Path) ->
     # The chart's schema does not close serviceAccount: Helm alone accepts this typo silently.
     overlay = platform_dir / "helm" / "values-prod.yaml"
     values = yaml.safe_load(overlay.read_text())
-    values["triggerer"]["serviceAccount"]["annotatons"] = {"team": "x"}
+    # A new mapping: the overlay's anchor shares one serviceAccount mapping between components.
+    values["triggerer"]["serviceAccount"] = {
+        **values["triggerer"]["serviceAccount"],
+        "annotatons": {"a": "b"},
+    }
     overlay.write_text(yaml.safe_dump(values))
     (finding,) = findings(validate("prod", "--json", platform_dir=platform_dir), "unknown-key")
     assert finding["field"] == "triggerer.serviceAccount.annotatons"
