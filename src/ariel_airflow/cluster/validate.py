@@ -431,7 +431,7 @@ def _mib(memory: int) -> str:
 
 
 def _amount(amount: Amount) -> str:
-    return f"{_cpu(amount.cpu)} CPU, {_mib(amount.memory)}, {amount.pods} pods"
+    return f"{_cpu(amount.cpu)} CPU, {_mib(amount.memory)} and {amount.pods} pods"
 
 
 # ---------------------------------------------------------------- cross-checks
@@ -514,9 +514,9 @@ def core_components_fit_the_core_pool(subject: Subject) -> Iterator[Finding]:
         where, spec_path = files[name]
         yield Finding(
             "core-pool",
-            f"{name} finds no room on the core pool {pool.name!r} ({pool.count} x {pool.vm_size}, "
-            f"{_amount(node.free)} free per node); the core pods request {_amount(placed.requested)} "
-            f"of {_amount(placed.free)}",
+            f"{name} finds no room on the core pool {pool.name!r}: its pods request "
+            f"{_amount(placed.requested)} in all; {pool.count} x {pool.vm_size} have {_amount(node.free)} "
+            "free per node after the kubelet's reservations and the daemonsets",
             where,
             f"{spec_path}.containers[*].resources.requests",
             "lower the component's resources (or replicas) in platform/helm/values*.yaml, or give the "
