@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
@@ -15,6 +16,14 @@ CONSTRAINTS = ["-c", str(ROOT / "constraints.txt")]
 # What template/noxfile.py.jinja installs besides the kit: pinned for teams in constraints-team.txt.
 TEAM_TOOLS = ["pytest", "ruff"]
 DEMO_TEAM = ROOT / "build" / "demo-team"  # generated from template/ (git-ignored)
+PLATFORM_BUILD = ROOT / "build" / "platform"  # `nox -s platform` renders each environment here
+CHART_ENV_VAR = "ARIEL_AIRFLOW_CHART"  # as `ariel platform render` reads it
+PLATFORM_TESTS = [
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests").glob("test_platform_*.py")),
+    "tests/test_capacity.py",
+    "tests/test_registry.py",
+    "tests/test_cluster_environments.py",
+]
 
 
 def install_kit(session: nox.Session, extras: str = "") -> None:
@@ -56,6 +65,23 @@ def local(session: nox.Session) -> None:
         str(DEMO_TEAM),
     )
     session.run("ariel", "local", "up", "--team-repo", str(DEMO_TEAM), *session.posargs)
+
+
+@nox.session(python="3.11", default=False)
+def platform(session: nox.Session) -> None:
+    """Render dev, test and prod into build/platform/<env>, validate the files as CI would, and run
+    the platform tests. Needs the official chart: ARIEL_AIRFLOW_CHART=<its folder or .tgz>."""
+    if not os.environ.get(CHART_ENV_VAR):
+        session.error(
+            f"set {CHART_ENV_VAR} to the official Airflow chart's folder or .tgz "
+            f"(e.g. {CHART_ENV_VAR}=../shared/airflow-chart/chart nox -s platform)"
+        )
+    install_kit(session, "[test]")
+    for env in sorted(path.stem for path in (ROOT / "platform" / "environments").glob("*.yaml")):
+        out = PLATFORM_BUILD / env
+        session.run("ariel", "platform", "render", env, "--out", str(out))
+        session.run("ariel", "platform", "validate", env, "--rendered", str(out))
+    session.run("pytest", *PLATFORM_TESTS, *session.posargs)
 
 
 @nox.session(python="3.11", default=False)

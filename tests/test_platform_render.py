@@ -103,8 +103,7 @@ def test_pgbouncer_pools_fit_the_database(platform_dir: Path, tmp_path: Path, en
     server_connections = pgbouncer["replicas"] * (
         pgbouncer["metadataPoolSize"] + pgbouncer["resultBackendPoolSize"]
     )
-    reserve = 15  # Azure's own connections, an admin session and the migration job
-    assert server_connections <= load_environment(env, platform_dir).database.max_connections - reserve
+    assert server_connections <= load_environment(env, platform_dir).database.usable_connections
 
 
 def test_effective_values_bundle_each_registered_team(platform_dir: Path, tmp_path: Path) -> None:

@@ -338,17 +338,20 @@ def platform_registry_entry(
     print(yaml.safe_dump(entry, sort_keys=False), end="")
 
 
+ChartOption = Annotated[
+    str | None,
+    typer.Option(
+        help="The official Airflow chart: a folder, a .tgz or an oci:// reference.",
+        show_default="$ARIEL_AIRFLOW_CHART, else the environment file's chart, pulled once into a cache",
+    ),
+]
+
+
 @platform_app.command("render")
 def platform_render(
     environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
     out_dir: Annotated[Path, typer.Option("--out", help="Folder to write values and manifests into.")],
-    chart: Annotated[
-        str | None,
-        typer.Option(
-            help="The official Airflow chart: a folder, a .tgz or an oci:// reference.",
-            show_default="$ARIEL_AIRFLOW_CHART, else the environment file's chart, pulled once into a cache",
-        ),
-    ] = None,
+    chart: ChartOption = None,
     platform_dir: Annotated[
         Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
     ] = None,
@@ -362,6 +365,40 @@ def platform_render(
     for team, paths in done.team_objects.items():
         print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
     print(f"{done.out / 'image'}/  (the Airflow image: {done.image_build})")
+
+
+@platform_app.command("validate")
+def platform_validate(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    rendered: Annotated[
+        Path | None,
+        typer.Option(
+            help="Validate the files `render --out DIR` wrote here.", show_default="render in memory"
+        ),
+    ] = None,
+    team_repo: Annotated[
+        list[Path] | None,
+        typer.Option("--team-repo", help="Also check this team repository's pod templates (repeatable)."),
+    ] = None,
+    chart: ChartOption = None,
+    platform_dir: Annotated[
+        Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check ENV's values, objects and cross-checks before they reach the cluster (exit 1 on findings)."""
+    from ariel_airflow.cluster.render import PLATFORM_DIR
+    from ariel_airflow.cluster.validate import validate
+
+    report = validate(
+        environment,
+        rendered=rendered,
+        team_repos=team_repo or (),
+        chart=chart,
+        platform_dir=platform_dir or PLATFORM_DIR,
+    )
+    print(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+    raise typer.Exit(0 if report.ok else 1)
 
 
 def _print_status(status: dict[str, Any]) -> None:

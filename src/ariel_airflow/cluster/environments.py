@@ -30,6 +30,10 @@ CORE_TAINT = "dedicated=airflow:NoSchedule"
 TASK_TAINT = f"{POOL_LABEL}={TASK_POOL}:NoSchedule"
 # Azure CNI's default when a pool does not set --max-pods.
 DEFAULT_MAX_PODS = 30
+# Connections of the metadata database that PgBouncer's pools must leave free: Azure Postgres
+# flexible server keeps 15 for its own replication and monitoring (its "maximum user connections"
+# are max_connections - 15), and 5 for sessions that bypass PgBouncer: an admin's psql, a backup.
+CONNECTION_RESERVE = 15 + 5
 
 TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
 # A Kubernetes label key (optional DNS prefix, then a name) and label value.
@@ -113,6 +117,11 @@ class Database(Strict):
     host: str
     database: str
     max_connections: Annotated[int, Field(ge=1)]
+
+    @property
+    def usable_connections(self) -> int:
+        """What PgBouncer's server pools may open: max_connections minus the reserve."""
+        return self.max_connections - CONNECTION_RESERVE
 
 
 class KeyVault(Strict):

@@ -32,6 +32,10 @@ from ariel_airflow.template import KIT_ROOT
 
 PLATFORM_DIR = KIT_ROOT / "platform"
 HELM_DIR = "helm"
+# What `render --out DIR` writes under DIR (and `validate --rendered DIR` reads).
+VALUES_FILE = "values.yaml"
+RENDERED_CHART_DIR = "chart"
+RENDERED_TEAMS_DIR = "teams"
 # The Helm release and the namespace of Airflow's own components (the teams' are in the registry).
 RELEASE = "airflow"
 NAMESPACE = "airflow"
@@ -76,7 +80,7 @@ def merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_values(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
@@ -100,7 +104,7 @@ def effective_values(
     """The values ``helm upgrade --install -f`` takes: the files, then what render computes."""
     values: dict[str, Any] = {}
     for path in values_files(env.name, platform_dir):
-        values = merge(values, _read_yaml(path))
+        values = merge(values, read_values(path))
     teams = [entry.team for entry in registry.values()]
     bundles = [
         {
@@ -127,19 +131,28 @@ def effective_values(
     return merge(values, computed)
 
 
-def validate_values(chart: Any, values: dict[str, Any], files: list[Path]) -> None:
-    """Helm's own check of the values against the chart's ``values.schema.json``."""
+def schema_problems(chart: Any, values: dict[str, Any]) -> list[str]:
+    """Helm's own check of the values against the chart's ``values.schema.json``: one line per
+    problem, e.g. ``at '/pgbouncer': additional properties 'maxClientConnn' not allowed``."""
     import helm_python
 
     try:
         chart.validate_schema(values)
     except helm_python.HelmValuesError as exc:
-        problems = [line.removeprefix("- ").strip() for line in str(exc).splitlines()[1:] if line.strip()]
+        lines = [line.strip() for line in str(exc).splitlines()]
+        return [line.removeprefix("- ") for line in lines if line.startswith("- ")] or [str(exc)]
+    return []
+
+
+def validate_values(chart: Any, values: dict[str, Any], files: list[Path]) -> None:
+    """Refuse values the chart's schema refuses."""
+    problems = schema_problems(chart, values)
+    if problems:
         raise UserError(
-            "values the chart's schema refuses:\n    " + "\n    ".join(problems or [str(exc)]),
+            "values the chart's schema refuses:\n    " + "\n    ".join(problems),
             where=" + ".join(str(path) for path in files),
             fix="correct or remove the key at that path (the chart's values.yaml lists every key)",
-        ) from None
+        )
 
 
 def render_chart(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
@@ -260,14 +273,72 @@ def _dump(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
-def _file_name(obj: dict[str, Any]) -> str:
+def object_file_name(obj: dict[str, Any]) -> str:
     return f"{obj['kind'].lower()}-{obj['metadata']['name']}.yaml"
+
+
+def chart_object_path(obj: dict[str, Any]) -> str:
+    return f"{RENDERED_CHART_DIR}/{object_file_name(obj)}"
+
+
+def team_object_path(team: str, obj: dict[str, Any]) -> str:
+    return f"{RENDERED_TEAMS_DIR}/{team}/{object_file_name(obj)}"
 
 
 def _write(path: Path, obj: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(_dump(obj))
     return path
+
+
+@dataclass
+class RenderResult:
+    """What ``render`` computes, in memory: ``render`` writes it, ``validate`` checks it."""
+
+    env: Environment
+    registry: dict[str, RegistryEntry]
+    values: dict[str, Any]
+    values_files: list[Path]  # the platform's values files merged into ``values``, in order
+    chart_objects: list[dict[str, Any]]
+    team_objects: dict[str, list[dict[str, Any]]]
+
+    def files(self) -> dict[str, dict[str, Any]]:
+        """Every object by the path ``render`` writes it to, relative to ``--out``."""
+        files = {chart_object_path(obj): obj for obj in self.chart_objects}
+        for team, objects in self.team_objects.items():
+            files.update({team_object_path(team, obj): obj for obj in objects})
+        return files
+
+
+def render_in_memory(
+    env_name: str,
+    *,
+    chart: str | Path | None = None,
+    platform_dir: Path = PLATFORM_DIR,
+    progress: Progress | None = None,
+) -> RenderResult:
+    """ENV's effective values and every object, the chart's and the teams', without writing files."""
+    progress = progress or Progress()
+    env = load_environment(env_name, platform_dir)
+    chart_path = find_chart(chart, env, environment_file(env_name, platform_dir), progress)
+    registry = load_registry(platform_dir)
+    default = smallest_profile(load_profiles(platform_dir / PROFILES_FILE))
+    values = effective_values(env, registry, platform_dir)
+    files = values_files(env_name, platform_dir)
+
+    with progress.step(f"rendering the chart {chart_path}", "chart rendered"):
+        loaded = load_chart(chart_path)
+        validate_values(loaded, values, files)
+        chart_objects = render_chart(loaded, values)
+    if env.dag_processor_per_team:
+        chart_objects = split_per_team(chart_objects, [entry.team for entry in registry.values()])
+
+    scheduler_account = values["scheduler"]["serviceAccount"]["name"]
+    rules = _launcher_rules(chart_objects)
+    team_objects_ = {
+        name: team_objects(entry, default, scheduler_account, rules) for name, entry in registry.items()
+    }
+    return RenderResult(env, registry, values, files, chart_objects, team_objects_)
 
 
 def render(
@@ -281,37 +352,24 @@ def render(
     """Render ENV into ``out``: values.yaml, chart/<object>.yaml, teams/<team>/<object>.yaml, and
     image/, the build context of the platform's Airflow image."""
     progress = progress or Progress()
-    env = load_environment(env_name, platform_dir)
-    chart_path = find_chart(chart, env, environment_file(env_name, platform_dir), progress)
-    registry = load_registry(platform_dir)
-    default = smallest_profile(load_profiles(platform_dir / PROFILES_FILE))
-    values = effective_values(env, registry, platform_dir)
-
-    with progress.step(f"rendering the chart {chart_path}", "chart rendered"):
-        loaded = load_chart(chart_path)
-        validate_values(loaded, values, values_files(env_name, platform_dir))
-        chart_objects = render_chart(loaded, values)
-    if env.dag_processor_per_team:
-        chart_objects = split_per_team(chart_objects, [entry.team for entry in registry.values()])
+    result = render_in_memory(env_name, chart=chart, platform_dir=platform_dir, progress=progress)
 
     # Replace what an earlier render wrote: an object gone from the chart must not linger.
-    for stale in ("chart", "teams"):
+    for stale in (RENDERED_CHART_DIR, RENDERED_TEAMS_DIR):
         shutil.rmtree(out / stale, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
-    values_path = out / "values.yaml"
+    values_path = out / VALUES_FILE
     values_path.write_text(
         f"# Effective values for {env_name}: `ariel platform render {env_name}` wrote this; do not edit.\n"
-        + _dump(values)
+        + _dump(result.values)
     )
     rendered = Rendered(out=out, values=values_path)
-    rendered.chart_objects = [_write(out / "chart" / _file_name(obj), obj) for obj in chart_objects]
-    progress.info(f"{len(chart_objects)} chart objects in {out / 'chart'}")
-
-    scheduler_account = values["scheduler"]["serviceAccount"]["name"]
-    rules = _launcher_rules(chart_objects)
-    for name, entry in registry.items():
-        objects = team_objects(entry, default, scheduler_account, rules)
-        rendered.team_objects[name] = [_write(out / "teams" / name / _file_name(obj), obj) for obj in objects]
-        progress.info(f"team {name}: {len(objects)} objects in namespace {entry.team.namespace}")
-    rendered.image_build = write_image_context(out / "image", env)
+    rendered.chart_objects = [_write(out / chart_object_path(obj), obj) for obj in result.chart_objects]
+    for team, objects in result.team_objects.items():
+        rendered.team_objects[team] = [_write(out / team_object_path(team, obj), obj) for obj in objects]
+    progress.info(f"{len(rendered.chart_objects)} chart objects in {out / RENDERED_CHART_DIR}")
+    for name, entry in result.registry.items():
+        count = len(rendered.team_objects.get(name, []))
+        progress.info(f"team {name}: {count} objects in namespace {entry.team.namespace}")
+    rendered.image_build = write_image_context(out / "image", result.env)
     return rendered
