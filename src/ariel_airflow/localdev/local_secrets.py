@@ -59,6 +59,26 @@ def check_local_secrets(connections_file: Path, variables_file: Path) -> dict[st
     return counts
 
 
+def local_secret_values(connections_file: Path, variables_file: Path) -> dict[str, dict[str, str]]:
+    """The local values as a secrets backend stores them, by kind and id: a connection in Airflow's
+    JSON form (``Connection.as_json``, which keeps extras), a variable as text (JSON if not a string).
+
+    The files are checked first, so a malformed one fails with the same message as ``ariel local``.
+    """
+    check_local_secrets(connections_file, variables_file)
+    from airflow.secrets.local_filesystem import load_connections_dict, load_variables
+
+    with _airflow_warnings_off():
+        connections = load_connections_dict(str(connections_file))
+        variables = load_variables(str(variables_file))
+    return {
+        "connections": {conn_id: conn.as_json() for conn_id, conn in connections.items()},
+        "variables": {
+            key: value if isinstance(value, str) else json.dumps(value) for key, value in variables.items()
+        },
+    }
+
+
 @contextlib.contextmanager
 def _airflow_warnings_off() -> Iterator[None]:
     """Parsing warns that no fernet key is set: true here, and noise to the user."""
