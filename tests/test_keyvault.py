@@ -229,3 +229,42 @@ def test_push_partial_failure_names_written_and_unwritten(vault, repo, monkeypat
     assert any("not written" in line and API_TOKEN in line and "403" in line for line in lines)
     assert all(any("written" in line and name in line for line in lines) for name in (WAREHOUSE, EXPORT_PATH))
     assert_no_value(text, err)
+
+
+def test_generated_ci_verifies_secrets_after_the_checks(tmp_path: Path) -> None:
+    """Both CI providers run `ariel secrets verify` for each environment with a vault, after the checks
+    and through the generated repository's own nox session."""
+    import subprocess
+
+    import yaml
+
+    from ariel_airflow.template import generate_team_repo
+
+    repo = generate_team_repo(
+        tmp_path / "recon",
+        "recon",
+        ci_provider="both",
+        keyvault_url_dev="https://kv-recon-dev.vault.azure.net/",
+    )
+    github = yaml.safe_load((repo / ".github/workflows/ci.yml").read_text())["jobs"]
+    assert github["secrets"]["needs"] == "checks"
+    assert github["secrets"]["strategy"]["matrix"]["environment"] == ["dev", "test", "prod"]
+    assert github["secrets"]["permissions"]["id-token"] == "write"
+    runs = [step.get("run", "") for step in github["secrets"]["steps"]]
+    assert runs[-1] == "nox -s verify_secrets -- ${{ matrix.environment }}"
+    azure = yaml.safe_load((repo / "azure-pipelines.yml").read_text())["steps"]
+    scripts = [step.get("script") or step.get("inputs", {}).get("inlineScript") for step in azure]
+    assert scripts.index("nox -s lint tests check") < scripts.index("nox -s verify_secrets -- test")
+    assert [s for s in scripts if s and "verify_secrets" in s] == [
+        f"nox -s verify_secrets -- {env}" for env in ("dev", "test", "prod")
+    ]
+    # The session exists in the generated noxfile and passes ENV on to `ariel secrets verify`.
+    listed = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=repo, capture_output=True, text=True, timeout=120
+    )
+    assert "verify_secrets" in listed.stdout, listed.stdout + listed.stderr
+    assert 'session.run("ariel", "secrets", "verify", *session.posargs' in (repo / "noxfile.py").read_text()
+    lint = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "noxfile.py"], cwd=repo, capture_output=True, text=True
+    )
+    assert lint.returncode == 0, lint.stdout  # the generated repository's own lint (line length 100)
