@@ -354,8 +354,10 @@ def secrets_verify(
     team_repo: TeamRepoOption = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Check that every declared secret exists and is enabled in the team's Key Vault for ENV (names and
-    properties only, never values); exit 1 when one is missing or disabled."""
+    """Check that each declared secret exists and is enabled in the team's Key Vault for ENV.
+
+    Reads names and properties only, never values. Exit 1 when one is missing or disabled.
+    """
     from ariel_airflow.keyvault import to_json, verify
 
     report = verify(TeamRepo.load(team_repo), environment)
@@ -399,8 +401,11 @@ def secrets_push(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Write the declared secrets' values into the team's Key Vault for ENV, if the platform allows it
-    (allow_secret_push); values are never printed. Exit 1 when one was not written."""
+    """Write the declared secrets' values into the team's Key Vault for ENV (dev, test).
+
+    Only where the platform's environment file sets allow_secret_push. Values are never printed.
+    Exit 1 when one was not written.
+    """
     from ariel_airflow.cluster.render import PLATFORM_DIR
     from ariel_airflow.keyvault import env_var_name, push, to_json
 
