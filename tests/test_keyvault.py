@@ -204,6 +204,13 @@ def test_push_from_ci_variables(vault, repo, monkeypatch, capsys) -> None:
     assert_no_value(out, err)
 
 
+def test_env_variable_names_are_airflows_own() -> None:
+    from airflow.secrets.environment_variables import CONN_ENV_PREFIX, VAR_ENV_PREFIX
+
+    assert keyvault.env_var_name("connection", "recon_warehouse") == CONN_ENV_PREFIX + "RECON_WAREHOUSE"
+    assert keyvault.env_var_name("variable", "api_token") == VAR_ENV_PREFIX + "API_TOKEN"
+
+
 def test_push_to_prod_is_refused_naming_the_setting(vault, repo) -> None:
     # A real `ariel` process: the refusal comes before any vault is contacted.
     done = run_ariel("secrets", "push", "prod", "--team-repo", str(repo), timeout=120)

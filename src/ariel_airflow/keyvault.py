@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretClient
 
 PushSource = Literal["local", "env"]
+# Airflow's CONN_ENV_PREFIX and VAR_ENV_PREFIX (airflow.secrets.environment_variables), written here so
+# that the CLI needs no Airflow import; tests/test_keyvault.py proves them equal.
+ENV_PREFIXES = {"connections": "AIRFLOW_CONN_", "variables": "AIRFLOW_VAR_"}
 
 
 def secret_client(vault_url: str) -> SecretClient:
@@ -153,10 +156,7 @@ class PushReport:
 
 def env_var_name(kind: str, secret_id: str) -> str:
     """The environment variable Airflow itself reads a connection or variable from (AIRFLOW_CONN_ID)."""
-    from airflow.secrets.environment_variables import CONN_ENV_PREFIX, VAR_ENV_PREFIX
-
-    prefix = CONN_ENV_PREFIX if KINDS[kind] == "connections" else VAR_ENV_PREFIX
-    return prefix + secret_id.upper()
+    return ENV_PREFIXES[KINDS[kind]] + secret_id.upper()
 
 
 def source_values(
@@ -170,9 +170,9 @@ def source_values(
             if value is not None:
                 values[secret.kind, secret.id] = value
         return values
-    from ariel_airflow.localdev.local_secrets import local_secret_values
+    from ariel_airflow.localdev.local_secrets import read_local_values
 
-    local = local_secret_values(repo.connections_file, repo.variables_file)
+    local = read_local_values(repo.connections_file, repo.variables_file)
     for secret in declared:
         value = local[KINDS[secret.kind]].get(secret.local_key)
         if value is not None:

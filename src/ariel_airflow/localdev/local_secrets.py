@@ -114,9 +114,34 @@ def finish_check(checker: subprocess.Popen, timeout: float = 120) -> dict[str, i
     return reply
 
 
+def read_local_values(
+    connections_file: Path, variables_file: Path, timeout: float = 120
+) -> dict[str, dict[str, str]]:
+    """``local_secret_values`` from a child process (the CLI never imports Airflow, whose logging
+    setup would write to the CLI's stdout); the values come back through a pipe, never a terminal."""
+    argv = [sys.executable, "-m", "ariel_airflow.localdev.local_secrets", "--values"]
+    done = subprocess.run(
+        [*argv, str(connections_file), str(variables_file)], capture_output=True, text=True, timeout=timeout
+    )
+    if not done.stdout.strip():
+        # Not the child's stderr: a traceback could quote a line of the files, values included.
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(
+            f"reading the local secret files failed ({last.split(':')[0]})",
+            where=f"{connections_file}, {variables_file}",
+            fix="check them with `ariel local up`, which names the line at fault",
+        )
+    reply = json.loads(done.stdout)
+    if "error" in reply:
+        raise UserError(reply["error"], where=reply.get("where"), fix=reply.get("fix"))
+    return reply
+
+
 if __name__ == "__main__":
+    values = sys.argv[1] == "--values"
+    files = [Path(arg) for arg in sys.argv[2 if values else 1 :]]
     try:
-        print(json.dumps(check_local_secrets(Path(sys.argv[1]), Path(sys.argv[2]))))
+        print(json.dumps(local_secret_values(*files) if values else check_local_secrets(*files)))
     except UserError as exc:
         print(json.dumps({"error": exc.message, "where": exc.where, "fix": exc.fix}))
         sys.exit(2)
