@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -33,6 +34,8 @@ local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args
 app.add_typer(local, name="local")
 platform_app = typer.Typer(help="The platform's side: the team registry and the chart.", no_args_is_help=True)
 app.add_typer(platform_app, name="platform")
+secrets_app = typer.Typer(help="The team's secrets: names, Key Vault, local files.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -398,6 +401,96 @@ def platform_validate(
         platform_dir=platform_dir or PLATFORM_DIR,
     )
     print(json.dumps(report.as_dict(), indent=2) if as_json else report.text())
+    raise typer.Exit(0 if report.ok else 1)
+
+
+class PushSource(StrEnum):
+    """Where `ariel secrets push` takes the values from."""
+
+    LOCAL = "local"
+    ENV = "env"
+
+
+@secrets_app.command("verify")
+def secrets_verify(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    team_repo: TeamRepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Check that each declared secret exists and is enabled in the team's Key Vault for ENV.
+
+    Reads names and properties only, never values. Exit 1 when one is missing or disabled.
+    """
+    from ariel_airflow.keyvault import to_json, verify
+
+    report = verify(TeamRepo.load(team_repo), environment)
+    if as_json:
+        print(to_json(report))
+    else:
+        out.print(f"{report.declared} declared secrets, {environment} vault {report.vault_url}")
+        for label, findings in (
+            ("[green]present[/]   ", report.present),
+            ("[red]missing[/]   ", report.missing),
+            ("[red]disabled[/]  ", report.disabled),
+        ):
+            for f in findings:
+                out.print(f"  {label} {f.name}  ({f.kind} {f.id})")
+        for f in report.unexpected:
+            out.print(f"  [yellow]unexpected[/] {f.name}  (under the team's prefix, not in secrets.yaml)")
+        if not report.ok:
+            err_console.print(
+                "[red]✘[/] create or enable the missing and disabled secrets before deploying "
+                f"(`ariel secrets push {environment}` where the platform allows it)"
+            )
+    raise typer.Exit(0 if report.ok else 1)
+
+
+@secrets_app.command("push")
+def secrets_push(
+    environment: Annotated[
+        str, typer.Argument(metavar="ENV", help="dev or test (where the platform allows it).")
+    ],
+    source: Annotated[
+        PushSource,
+        typer.Option(
+            "--from",
+            help="local: the .local/ files; env: environment variables AIRFLOW_CONN_<ID> and "
+            "AIRFLOW_VAR_<ID> (CI variables).",
+        ),
+    ] = PushSource.LOCAL,
+    team_repo: TeamRepoOption = Path("."),
+    platform_dir: Annotated[
+        Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Write the declared secrets' values into the team's Key Vault for ENV (dev, test).
+
+    Only where the platform's environment file sets allow_secret_push. Values are never printed.
+    Exit 1 when one was not written.
+    """
+    from ariel_airflow.cluster.render import PLATFORM_DIR
+    from ariel_airflow.keyvault import env_var_name, push, to_json
+
+    repo = TeamRepo.load(team_repo)
+    report = push(repo, environment, platform_dir or PLATFORM_DIR, source=source.value)
+    if as_json:
+        print(to_json(report))
+    else:
+        out.print(f"{environment} vault {report.vault_url}, values from {source.value}")
+        for f in report.written:
+            out.print(f"  [green]written[/]     {f.name}  ({f.kind} {f.id})")
+        for name, why in report.failed.items():
+            out.print(f"  [red]not written[/] {name}: {escape(why)}")
+        for f in report.no_value:
+            where = (
+                env_var_name(f.kind, f.id)
+                if source is PushSource.ENV
+                else repo.connections_file
+                if f.kind == "connection"
+                else repo.variables_file
+            )
+            out.print(f"  [red]not written[/] {f.name}  (no value for {f.kind} {f.id} in {where})")
     raise typer.Exit(0 if report.ok else 1)
 
 

@@ -59,6 +59,26 @@ def check_local_secrets(connections_file: Path, variables_file: Path) -> dict[st
     return counts
 
 
+def local_secret_values(connections_file: Path, variables_file: Path) -> dict[str, dict[str, str]]:
+    """The local values as a secrets backend stores them, by kind and id: a connection in Airflow's
+    JSON form (``Connection.as_json``, which keeps extras), a variable as text (JSON if not a string).
+
+    The files are checked first, so a malformed one fails with the same message as ``ariel local``.
+    """
+    check_local_secrets(connections_file, variables_file)
+    from airflow.secrets.local_filesystem import load_connections_dict, load_variables
+
+    with _airflow_warnings_off():
+        connections = load_connections_dict(str(connections_file))
+        variables = load_variables(str(variables_file))
+    return {
+        "connections": {conn_id: conn.as_json() for conn_id, conn in connections.items()},
+        "variables": {
+            key: value if isinstance(value, str) else json.dumps(value) for key, value in variables.items()
+        },
+    }
+
+
 @contextlib.contextmanager
 def _airflow_warnings_off() -> Iterator[None]:
     """Parsing warns that no fernet key is set: true here, and noise to the user."""
@@ -94,9 +114,34 @@ def finish_check(checker: subprocess.Popen, timeout: float = 120) -> dict[str, i
     return reply
 
 
+def read_local_values(
+    connections_file: Path, variables_file: Path, timeout: float = 120
+) -> dict[str, dict[str, str]]:
+    """``local_secret_values`` from a child process (the CLI never imports Airflow, whose logging
+    setup would write to the CLI's stdout); the values come back through a pipe, never a terminal."""
+    argv = [sys.executable, "-m", "ariel_airflow.localdev.local_secrets", "--values"]
+    done = subprocess.run(
+        [*argv, str(connections_file), str(variables_file)], capture_output=True, text=True, timeout=timeout
+    )
+    if not done.stdout.strip():
+        # Not the child's stderr: a traceback could quote a line of the files, values included.
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(
+            f"reading the local secret files failed ({last.split(':')[0]})",
+            where=f"{connections_file}, {variables_file}",
+            fix="check them with `ariel local up`, which names the line at fault",
+        )
+    reply = json.loads(done.stdout)
+    if "error" in reply:
+        raise UserError(reply["error"], where=reply.get("where"), fix=reply.get("fix"))
+    return reply
+
+
 if __name__ == "__main__":
+    values = sys.argv[1] == "--values"
+    files = [Path(arg) for arg in sys.argv[2 if values else 1 :]]
     try:
-        print(json.dumps(check_local_secrets(Path(sys.argv[1]), Path(sys.argv[2]))))
+        print(json.dumps(local_secret_values(*files) if values else check_local_secrets(*files)))
     except UserError as exc:
         print(json.dumps({"error": exc.message, "where": exc.where, "fix": exc.fix}))
         sys.exit(2)
