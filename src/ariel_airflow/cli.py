@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -33,6 +35,8 @@ local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args
 app.add_typer(local, name="local")
 platform_app = typer.Typer(help="The platform's side: the team registry and the chart.", no_args_is_help=True)
 app.add_typer(platform_app, name="platform")
+secrets_app = typer.Typer(help="The team's secrets: Key Vault names and local files.", no_args_is_help=True)
+app.add_typer(secrets_app, name="secrets")
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -336,6 +340,29 @@ def platform_render(
     print(f"{done.out / 'chart'}/  ({len(done.chart_objects)} chart objects)")
     for team, paths in done.team_objects.items():
         print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
+
+
+@secrets_app.command("names")
+def secrets_names(
+    environment: Annotated[
+        str | None,
+        typer.Argument(metavar="[ENV]", help="One environment; all with a Key Vault when omitted."),
+    ] = None,
+    team_repo: TeamRepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each declared connection and variable: its Key Vault secret name per environment, its local key."""
+    from ariel_airflow.secret_names import declared_secrets_in
+
+    repo = TeamRepo.load(team_repo)
+    environments, secrets = declared_secrets_in(repo, environment)
+    if as_json:
+        print(json.dumps([dataclasses.asdict(s) for s in secrets], indent=2))
+        return
+    for secret in secrets:
+        out.print(f"{secret.kind} [bold]{escape(secret.id)}[/]  (local key: {escape(secret.local_key)})")
+        for env in environments:
+            out.print(f"  {env:<6} {secret.vault_names[env]}")
 
 
 def _print_status(status: dict[str, Any]) -> None:
