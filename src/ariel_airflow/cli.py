@@ -37,6 +37,8 @@ platform_app = typer.Typer(help="The platform's side: the team registry and the 
 app.add_typer(platform_app, name="platform")
 secrets_app = typer.Typer(help="The team's secrets: Key Vault names and local files.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+secrets_local = typer.Typer(help="The git-ignored local secret files (.local/).", no_args_is_help=True)
+secrets_app.add_typer(secrets_local, name="local")
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -363,6 +365,33 @@ def secrets_names(
         out.print(f"{secret.kind} [bold]{escape(secret.id)}[/]  (local key: {escape(secret.local_key)})")
         for env in environments:
             out.print(f"  {env:<6} {secret.vault_names[env]}")
+
+
+@secrets_local.command("init")
+def secrets_local_init(team_repo: TeamRepoOption = Path(".")) -> None:
+    """Add each declared secret missing from .local/*.yaml, with a placeholder; never overwrite a value."""
+    from ariel_airflow.local_secret_files import init_local_files
+
+    repo = TeamRepo.load(team_repo)
+    added = init_local_files(repo)
+    for path, ids in added.items():
+        out.print(f"{path.relative_to(repo.root)}: added {', '.join(ids)} (fill in the placeholders)")
+    if not added:
+        out.print("every declared secret has a local entry")
+
+
+@secrets_local.command("check")
+def secrets_local_check(team_repo: TeamRepoOption = Path(".")) -> None:
+    """Report missing entries, placeholders and unparsable connections in .local/*.yaml; exit 1 on any."""
+    from ariel_airflow.local_secret_files import check_local_files
+
+    repo = TeamRepo.load(team_repo)
+    findings = check_local_files(repo)
+    for finding in findings:
+        print(finding.describe(repo.root))
+    if findings:
+        raise typer.Exit(1)
+    out.print("the local secret files hold every declared secret")
 
 
 def _print_status(status: dict[str, Any]) -> None:
