@@ -205,3 +205,21 @@ def test_pod_mutation_hook_refuses_greedy_or_misplaced_pods(tmp_path: Path) -> N
     base.spec.service_account_name = "default"
     with pytest.raises(AirflowClusterPolicyViolation, match="ARL401"):
         policies.pod_mutation_hook(base)
+
+
+def test_declarations_key_vault_cannot_hold(tmp_path: Path) -> None:
+    repo = team_repo(tmp_path / "recon")
+    shutil.copy(CORPUS / "secrets" / "vault_names.yaml", repo / "secrets.yaml")
+    result = run_ariel("check", str(repo), "--format", "json", "--select", "ARL503,ARL504,ARL505")
+    assert result.returncode == 1, result.stderr[-2000:]
+    found = {(f["rule"], f["line"]): f["message"] for f in json.loads(result.stdout)}
+    assert sorted(found) == [("ARL503", 6), ("ARL503", 10), ("ARL504", 7), ("ARL505", 5), ("ARL505", 13)]
+    assert all(f["file"] == "secrets.yaml" for f in json.loads(result.stdout))
+    assert "'partner.sftp'" in found["ARL503", 6] and "holds '.'" in found["ARL503", 6]
+    assert "is 129 characters long; Key Vault allows at most 127" in found["ARL503", 10]
+    assert (
+        "'recon__legacy' in secrets.yaml becomes 'airflow-connections-recon-recon--legacy'"
+        in found["ARL504", 7]
+    )
+    assert "'my_conn' and 'my-conn'" in found["ARL505", 5] and "rename the other" in found["ARL505", 5]
+    assert "'Batch_Size' and 'batch-size'" in found["ARL505", 13]

@@ -29,8 +29,9 @@ def test_a_teams_names() -> None:
         "vault_url": "https://kv-a.vault.azure.net/",
     }
     multi = Team("team-a", secrets_mode="multi_team")
-    # The provider adds "-": Airflow's team-scoped names are airflow-connections-team-a--<id>.
-    assert multi.secrets_prefix("connections") == "airflow-connections-team-a-"
+    # The provider turns "_" into "-": Airflow's team-scoped names are airflow-connections-team-a--<id>
+    # (tests/test_secret_names.py runs the provider's lookup).
+    assert multi.secrets_prefix("connections") == "airflow-connections-team-a_"
 
 
 def test_the_team_of_a_dag_or_a_pod_at_run_time() -> None:

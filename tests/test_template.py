@@ -137,8 +137,8 @@ def test_pod_templates_are_what_the_executor_reads(workdir: Path) -> None:
 def test_multi_team_mode_uses_the_team_scoped_key_vault_names(workdir: Path) -> None:
     repo = generate_team_repo(workdir / "team-a", "team-a", secrets_mode="multi_team")
     text = (repo / "pod_templates" / "base-prod.yaml").read_text()
-    # The provider joins prefix and id with "-": airflow-connections-team-a--<id>.
-    assert '"connections_prefix": "airflow-connections-team-a-"' in text
+    # The provider joins prefix and id with "-" and turns "_" into "-": airflow-connections-team-a--<id>.
+    assert '"connections_prefix": "airflow-connections-team-a_"' in text
 
 
 def test_platform_catalog_profiles_respect_the_ratio(workdir: Path) -> None:

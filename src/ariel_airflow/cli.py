@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import signal
 import sys
@@ -36,6 +37,8 @@ platform_app = typer.Typer(help="The platform's side: the team registry and the 
 app.add_typer(platform_app, name="platform")
 secrets_app = typer.Typer(help="The team's secrets: names, Key Vault, local files.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
+secrets_local = typer.Typer(help="The git-ignored local secret files (.local/).", no_args_is_help=True)
+secrets_app.add_typer(secrets_local, name="local")
 out = Console(highlight=False, soft_wrap=True)
 
 
@@ -492,6 +495,56 @@ def secrets_push(
             )
             out.print(f"  [red]not written[/] {f.name}  (no value for {f.kind} {f.id} in {where})")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@secrets_app.command("names")
+def secrets_names(
+    environment: Annotated[
+        str | None,
+        typer.Argument(metavar="[ENV]", help="One environment; all with a Key Vault when omitted."),
+    ] = None,
+    team_repo: TeamRepoOption = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Each declared connection and variable: its Key Vault secret name per environment, its local key."""
+    from ariel_airflow.secret_names import declared_secrets_in
+
+    repo = TeamRepo.load(team_repo)
+    environments, secrets = declared_secrets_in(repo, environment)
+    if as_json:
+        print(json.dumps([dataclasses.asdict(s) for s in secrets], indent=2))
+        return
+    for secret in secrets:
+        out.print(f"{secret.kind} [bold]{escape(secret.id)}[/]  (local key: {escape(secret.local_key)})")
+        for env in environments:
+            out.print(f"  {env:<6} {secret.vault_names[env]}")
+
+
+@secrets_local.command("init")
+def secrets_local_init(team_repo: TeamRepoOption = Path(".")) -> None:
+    """Add each declared secret missing from .local/*.yaml, with a placeholder; never overwrite a value."""
+    from ariel_airflow.local_secret_files import init_local_files
+
+    repo = TeamRepo.load(team_repo)
+    added = init_local_files(repo)
+    for path, ids in added.items():
+        out.print(f"{path.relative_to(repo.root)}: added {', '.join(ids)} (fill in the placeholders)")
+    if not added:
+        out.print("every declared secret has a local entry")
+
+
+@secrets_local.command("check")
+def secrets_local_check(team_repo: TeamRepoOption = Path(".")) -> None:
+    """Report missing entries, placeholders and unparsable connections in .local/*.yaml; exit 1 on any."""
+    from ariel_airflow.local_secret_files import check_local_files
+
+    repo = TeamRepo.load(team_repo)
+    findings = check_local_files(repo)
+    for finding in findings:
+        print(finding.describe(repo.root))
+    if findings:
+        raise typer.Exit(1)
+    out.print("the local secret files hold every declared secret")
 
 
 def _print_status(status: dict[str, Any]) -> None:

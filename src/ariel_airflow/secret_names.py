@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from ariel_airflow.team import SecretKind, Team, TeamRepo
+from ariel_airflow.errors import UserError
+from ariel_airflow.team import ANSWERS_FILE, SecretKind, Team, TeamRepo
 
 SecretType = Literal["connection", "variable"]
 SEP = "-"  # AzureKeyVaultBackend's default ``sep``: joins prefix and id, replaces "_"
@@ -76,3 +77,23 @@ def _kind(kind: str) -> SecretKind:
         return KINDS[kind]
     except KeyError:
         raise ValueError(f"kind must be 'connection' or 'variable', not {kind!r}") from None
+
+
+def declared_secrets_in(repo: TeamRepo, environment: str | None) -> tuple[list[str], list[DeclaredSecret]]:
+    """The environments shown and the declared secrets with the names there: one environment when
+    given (it must have a Key Vault), else every environment the team has one for."""
+    environments = list(repo.team.vault_urls)
+    if environment is not None and environment not in environments:
+        raise UserError(
+            f"the team has no Key Vault for environment {environment!r}"
+            f" (it has one for: {', '.join(environments) or 'none'})",
+            where=f"{repo.root / ANSWERS_FILE}: keyvault_url_{environment}",
+            fix=f"pass one of {', '.join(environments)}, or answer keyvault_url_{environment} with "
+            "`copier update --trust`",
+        )
+    shown = [environment] if environment else environments
+    secrets = [
+        DeclaredSecret(s.kind, s.id, s.local_key, {e: s.vault_names[e] for e in shown})
+        for s in declared_secrets(repo)
+    ]
+    return shown, secrets

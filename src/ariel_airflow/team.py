@@ -92,11 +92,13 @@ class Team:
     def secrets_prefix(self, kind: SecretKind) -> str:
         """The Key Vault prefix task pods look secrets up under.
 
-        Multi-team mode: Airflow names a team's secrets ``{prefix}-{team}--{id}``; the prefix ends in
-        "-" and the provider adds its "-" separator, so task pods look up the same names.
+        Multi-team mode: Airflow names a team's secrets ``{prefix}-{team}--{id}``, but task pods look
+        up without a team. The provider strips a trailing "-" off the prefix and then turns every "_"
+        into "-", so a prefix ending in "_" makes task pods look up ``{prefix}-{team}--{id}`` too
+        (``ariel_airflow.secret_names``; its tests run the provider's own code).
         """
         prefix = f"airflow-{kind}-{self.name}"
-        return f"{prefix}-" if self.secrets_mode == "multi_team" else prefix
+        return f"{prefix}_" if self.secrets_mode == "multi_team" else prefix
 
     def worker_secrets_backend_kwargs(self, environment: str) -> dict[str, str]:
         """``[workers] secrets_backend_kwargs`` of the team's task pods in ``environment``."""

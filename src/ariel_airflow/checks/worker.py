@@ -21,7 +21,13 @@ from airflow.policies import hookimpl
 from ariel_airflow.rules.base import Finding
 from ariel_airflow.rules.dags import check_dag, check_task
 from ariel_airflow.rules.pods import check_pod, schema_errors
-from ariel_airflow.rules.secrets import Use, check_declared, uses_in_source, uses_on_task
+from ariel_airflow.rules.secrets import (
+    Use,
+    check_declared,
+    check_vault_names,
+    uses_in_source,
+    uses_on_task,
+)
 from ariel_airflow.team import Team, TeamRepo
 
 CHECKED_ENVIRONMENT = "prod"  # the environment whose base pod template the tasks' pods are built on
@@ -51,6 +57,7 @@ def check_repo(repo: TeamRepo) -> list[Finding]:
             findings += pod_checks.check(task)
     declared = {"connections": set(repo.secrets.connections), "variables": set(repo.secrets.variables)}
     findings += check_declared(uses, declared, str(repo.secrets_file))
+    findings += check_vault_names(repo)
     return [_with_line(f) for f in findings]
 
 

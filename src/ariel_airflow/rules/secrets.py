@@ -1,4 +1,5 @@
-"""The secrets rule: every connection and variable a DAG uses is declared in secrets.yaml.
+"""The secrets rules: every connection and variable a DAG uses is declared in secrets.yaml, and Key
+Vault can hold every declared one under the name task pods look it up by.
 
 What a DAG uses is found two ways: in the source (``Connection.get("x")``, ``Variable.get("x")``,
 ``BaseHook.get_connection("x")``, any ``*conn_id="x"`` argument, ``{{ var.value.x }}`` and
@@ -11,9 +12,15 @@ import ast
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ariel_airflow.rules.base import Finding
+from ariel_airflow.secret_names import SEP, TEAM_SEP, DeclaredSecret, declared_secrets, name_problem
+from ariel_airflow.secret_names import vault_secret_name as secret_name
+from ariel_airflow.team import SECRETS_FILE, TeamRepo
 
 CONNECTION_GETTERS = {"get_connection", "get_connection_from_secrets"}
 TEMPLATE_VARIABLE = re.compile(r"var\.(?:value|json)\.([A-Za-z0-9_.-]+)")
@@ -80,6 +87,59 @@ def check_declared(
                 yield Finding(
                     "ARL502", f"{kind[:-1]} {key!r} is declared but no DAG uses it", file=secrets_file
                 )
+
+
+def check_vault_names(repo: TeamRepo) -> Iterator[Finding]:
+    """Declarations Key Vault cannot hold: a name it refuses, an id holding the multi-team separator,
+    two ids that map to one secret (Key Vault names ignore case, and "_" becomes "-")."""
+    file = str(repo.secrets_file)
+    lines = _declaration_lines(repo.secrets_file)
+    by_name: dict[str, list[DeclaredSecret]] = {}
+    for secret in declared_secrets(repo):
+        name = secret_name(repo.team, secret.kind, secret.id)
+        line = lines.get((secret.kind, secret.id))
+        what = f"{secret.kind} {secret.id!r} in {SECRETS_FILE}"
+        problem = name_problem(name)
+        if problem:
+            yield Finding(
+                "ARL503",
+                f"{what}: its Key Vault secret name {name!r} {problem}; rename it (and its uses in the "
+                f"DAGs) to a shorter id of letters, digits, '_' and '-'",
+                file=file,
+                line=line,
+            )
+        if TEAM_SEP in secret.id.replace("_", SEP):
+            yield Finding(
+                "ARL504",
+                f"{what} becomes {name!r}, holding {TEAM_SEP!r}, the separator of Airflow's multi-team "
+                f"secret names (Airflow refuses to look such ids up); rename it without '--', '__' or '_-'",
+                file=file,
+                line=line,
+            )
+        by_name.setdefault(name.casefold(), []).append(secret)
+    for clash in (group for group in by_name.values() if len(group) > 1):
+        first, *others = clash
+        ids = " and ".join(repr(s.id) for s in clash)
+        name = secret_name(repo.team, first.kind, first.id)
+        for secret in others:
+            yield Finding(
+                "ARL505",
+                f"{first.kind}s {ids} in {SECRETS_FILE} map to the same Key Vault secret {name!r} "
+                "(Key Vault ignores case, and '_' becomes '-'); keep one id and rename the other",
+                file=file,
+                line=lines.get((secret.kind, secret.id)),
+            )
+
+
+def _declaration_lines(path: Path) -> dict[tuple[str, str], int]:
+    """The line of each declared id in secrets.yaml, by (kind, id)."""
+    lines: dict[tuple[str, str], int] = {}
+    root = yaml.compose(path.read_text())
+    for section, entries in root.value if isinstance(root, yaml.MappingNode) else ():
+        if isinstance(entries, yaml.MappingNode) and section.value in ("connections", "variables"):
+            for key, _ in entries.value:
+                lines[(section.value[:-1], key.value)] = key.start_mark.line + 1
+    return lines
 
 
 def _call_name(func: ast.expr) -> str | None:
