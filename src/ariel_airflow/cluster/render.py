@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ariel_airflow.cluster import pools
 from ariel_airflow.cluster.environments import Environment, load_environment
 from ariel_airflow.cluster.registry import RegistryEntry, load_registry
 from ariel_airflow.errors import UserError
@@ -46,6 +47,7 @@ class Rendered:
 
     out: Path
     values: Path
+    pools: Path
     chart_objects: list[Path] = field(default_factory=list)
     team_objects: dict[str, list[Path]] = field(default_factory=dict)
 
@@ -113,7 +115,8 @@ def values_files(env: str, platform_dir: Path) -> list[Path]:
 def effective_values(
     env: Environment, registry: dict[str, RegistryEntry], platform_dir: Path
 ) -> dict[str, Any]:
-    """The values ``helm upgrade --install -f`` takes: the files, then what render computes."""
+    """The values ``helm upgrade --install -f`` takes: the files, then what render computes (and
+    the teams' Airflow pools, created on deploy by the chart's migration job)."""
     values: dict[str, Any] = {}
     for path in values_files(env.name, platform_dir):
         values = merge(values, _read_yaml(path))
@@ -138,7 +141,8 @@ def effective_values(
             },
         },
     }
-    return merge(values, computed)
+    team_pools = pools.team_pools(registry, load_profiles(platform_dir / PROFILES_FILE))
+    return merge(merge(values, computed), pools.chart_values(team_pools))
 
 
 def validate_values(chart: Any, values: dict[str, Any], files: list[Path]) -> None:
@@ -297,7 +301,8 @@ def render(
     chart_path = find_chart(chart)
     env = load_environment(env_name, platform_dir)
     registry = load_registry(platform_dir)
-    default = smallest_profile(load_profiles(platform_dir / PROFILES_FILE))
+    catalog = load_profiles(platform_dir / PROFILES_FILE)
+    default = smallest_profile(catalog)
     values = effective_values(env, registry, platform_dir)
 
     with progress.step(f"rendering the chart {chart_path}", "chart rendered"):
@@ -314,7 +319,9 @@ def render(
         f"# Effective values for {env_name}: `ariel platform render {env_name}` wrote this; do not edit.\n"
         + _dump(values)
     )
-    rendered = Rendered(out=out, values=values_path)
+    pools_path = out / pools.POOLS_FILE  # for review and `airflow pools import` by hand
+    pools_path.write_text(pools.pools_json(pools.team_pools(registry, catalog)))
+    rendered = Rendered(out=out, values=values_path, pools=pools_path)
     rendered.chart_objects = [_write(out / "chart" / _file_name(obj), obj) for obj in chart_objects]
     progress.info(f"{len(chart_objects)} chart objects in {out / 'chart'}")
 
