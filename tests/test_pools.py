@@ -25,6 +25,8 @@ from ariel_airflow.cluster.render import effective_values, render
 from ariel_airflow.policies import LOCAL_SETTINGS_FILE, local_settings_source
 from ariel_airflow.profiles import load_profiles, parse_quantity
 
+from conftest import run_ariel
+
 chart_needed = pytest.mark.skipif(
     not CHART.is_dir(), reason=f"the official Airflow chart is not at {CHART}: set ARIEL_AIRFLOW_CHART"
 )
@@ -213,3 +215,19 @@ def test_a_task_of_team_a_cannot_run_in_team_bs_pool(tmp_path: Path) -> None:
     (error,) = loaded["errors"]
     assert "AirflowClusterPolicyViolation" in error and "ARL402" in error and "'team-demo'" in error
     assert loaded["pools"] == {"alpha__own": {"no_pool": "team-alpha"}}  # steals: refused as a whole
+
+
+def test_capacity_prints_the_pools_and_says_when_they_exceed_parallelism(platform_dir: Path) -> None:
+    result = run_ariel("capacity", "prod", "--json", "--platform-dir", str(platform_dir))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)["team_pools"]
+    assert {pool["name"]: pool["slots"] for pool in report["teams"]} == {"team-alpha": 4, "team-demo": 5}
+    assert (report["scheduler_slots"], report["pool_slots"], report["findings"]) == (64, 9, [])
+    overlay = platform_dir / "helm" / "values-prod.yaml"
+    values = yaml.safe_load(overlay.read_text())
+    values["config"]["core"] = {"parallelism": 4}  # too small for the teams' pools
+    overlay.write_text(yaml.safe_dump(values))
+    table = run_ariel("capacity", "prod", "--platform-dir", str(platform_dir))
+    assert table.returncode == 0, table.stderr
+    assert "team-alpha" in table.stdout and "team pools: 9 slots of 8" in table.stdout
+    assert "more than the schedulers run at once (4 parallelism x 2 scheduler replicas = 8)" in table.stderr

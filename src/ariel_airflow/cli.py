@@ -105,13 +105,19 @@ def capacity(
     """How many tasks of each resource profile run at once on ENV's task pool, and what binds."""
     from ariel_airflow.cluster.capacity import capacity, parse_request
     from ariel_airflow.cluster.environments import load_environment
+    from ariel_airflow.cluster.pools import pools_report
+    from ariel_airflow.cluster.registry import load_registry
+    from ariel_airflow.cluster.render import effective_values
     from ariel_airflow.profiles import load_profiles
 
     env = load_environment(environment, platform_dir)
     extra = {text: parse_request(text) for text in request or ()}
-    report = capacity(env, load_profiles(platform_dir / "resource_profiles.yaml"), requests=extra)
+    catalog = load_profiles(platform_dir / "resource_profiles.yaml")
+    report = capacity(env, catalog, requests=extra)
+    registry = load_registry(platform_dir)
+    team_pools = pools_report(env, registry, effective_values(env, registry, platform_dir), catalog)
     if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({**report.as_dict(), "team_pools": team_pools}, indent=2))
         return
     pools = Table(
         title=f"{report.environment}: node pools (Kubernetes {report.kubernetes_version}), per node"
@@ -147,6 +153,23 @@ def capacity(
         )
     out.print(pools)
     out.print(tasks)
+    _print_pools(team_pools)
+
+
+def _print_pools(report: dict[str, Any]) -> None:
+    """The teams' Airflow pools (sized from their quotas) against the schedulers' slots."""
+    table = Table(
+        title=f"team pools: {report['pool_slots']} slots of {report['scheduler_slots']} "
+        f"({report['parallelism']} parallelism x {report['scheduler_replicas']} schedulers)"
+    )
+    for column in ("team", "pool", "slots", "largest profile", "binds"):
+        table.add_column(column, no_wrap=column in ("team", "pool"))
+    for pool in report["teams"]:
+        binds = ", ".join(pool["binds"])
+        table.add_row(pool["team"], pool["name"], f"[bold]{pool['slots']}[/]", pool["largest_profile"], binds)
+    out.print(table)
+    for finding in report["findings"]:
+        err_console.print(f"[yellow]pools:[/] {finding}")
 
 
 def _mib(memory: int) -> str:

@@ -241,3 +241,22 @@ def _amount(profile: ResourceProfile, section: str, resource: str) -> Decimal:
 
 def _indent(text: str, prefix: str) -> str:
     return "".join(prefix + line for line in text.splitlines(keepends=True))
+
+
+def pools_report(
+    env: Environment,
+    registry: Mapping[str, RegistryEntry],
+    values: Mapping[str, Any],
+    catalog: Mapping[str, ResourceProfile],
+) -> dict[str, Any]:
+    """The teams' pools against the schedulers' slots, for ``ariel capacity`` (table and --json)."""
+    pools = team_pools(registry, catalog)
+    parallelism, replicas, slots = scheduler_slots(values)
+    return {
+        "parallelism": parallelism,
+        "scheduler_replicas": replicas,
+        "scheduler_slots": slots,
+        "pool_slots": sum(pool.slots for pool in pools),
+        "teams": [pool.as_dict() for pool in pools],
+        "findings": pool_findings(env, registry, values, catalog),
+    }
