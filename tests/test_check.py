@@ -145,7 +145,7 @@ def test_cli_formats_and_exit_codes(bad: tuple[Path, CheckResult]) -> None:
         "check",
         str(repo),
         "--ignore",
-        "ARL001,ARL101,ARL201,ARL301,ARL302,ARL401,ARL501,ARL601,ARL602,ARL603,ARL605",
+        "ARL001,ARL101,ARL201,ARL301,ARL302,ARL401,ARL402,ARL501,ARL601,ARL602,ARL603,ARL605",
     )
     assert text.returncode == 0  # only warnings left
     assert "warning" in text.stdout and "dags/sensors.py" in text.stdout
@@ -170,6 +170,15 @@ def test_airflows_own_example_dags_do_not_crash_the_check(tmp_path: Path) -> Non
     assert result.returncode == 1, result.stderr[-2000:]
     findings = json.loads(result.stdout)
     assert any(f["rule"] == "ARL603" for f in findings)  # their dag_ids have no team prefix
+
+
+def test_a_task_naming_another_pool_is_reported(bad: tuple[Path, CheckResult]) -> None:
+    _, result = bad
+    for task_id in ("other_team", "own_throttle", "mapped_other_team"):
+        (finding,) = find(result, "ARL402", task_id=task_id)
+        assert finding.severity == "error" and "'team-recon'" in finding.message
+    for task_id in ("own_pool", "no_pool"):
+        assert not find(result, "ARL402", task_id=task_id)
 
 
 def test_cluster_policies_refuse_what_the_check_reports() -> None:

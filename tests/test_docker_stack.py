@@ -77,10 +77,11 @@ def test_up_reports_progress_and_every_service_healthy(docker_stack: DockerStack
     assert status["engine"] == "docker"
     assert {row["service"]: row["health"] for row in status["services"]} == dict.fromkeys(SERVICES, "healthy")
     assert status["import_errors"] == []
-    # Compose made exactly the model's services, and the one-shot migration succeeded.
+    # Compose made exactly the model's services, and the one-shot jobs (migration, pool) succeeded.
     containers = engine(repo).containers()
-    assert set(containers) == {*SERVICES, "migrate"}
+    assert set(containers) == {*SERVICES, "migrate", "pools"}
     assert containers["migrate"].attrs["State"]["ExitCode"] == 0
+    assert containers["pools"].attrs["State"]["ExitCode"] == 0
 
 
 @pytest.mark.slow
@@ -111,6 +112,24 @@ def test_demo_dag_reads_local_secrets_and_succeeds(docker_stack: DockerStack) ->
     result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stderr
+
+
+@pytest.mark.slow
+def test_the_teams_pool_exists_and_its_tasks_run_in_it(docker_stack: DockerStack) -> None:
+    """The same pool as on the native engine and the platform, made by the compose's `pools` job."""
+    repo = docker_stack.repo
+    state = stack_state(repo)
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    query = (
+        "SELECT 'pool', pool, slots FROM slot_pool WHERE pool = 'team-demo' UNION ALL "
+        f"SELECT DISTINCT 'ran', pool, 0 FROM task_instance WHERE dag_id = '{DEMO_DAG}'"
+    )
+    postgres = engine(repo).containers()["postgres"]
+    argv = ["psql", "-h", "127.0.0.1", "-p", str(state.postgres_port), "-U", "airflow", "-d", "airflow"]
+    code, out = postgres.exec_run([*argv, "-tAc", query])
+    assert code == 0, out
+    assert sorted(out.decode().split()) == sorted([f"pool|team-demo|{state.parallelism}", "ran|team-demo|0"])
 
 
 @pytest.mark.slow

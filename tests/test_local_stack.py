@@ -95,6 +95,23 @@ def test_up_reports_progress_and_every_service_healthy(stack: tuple[Path, int]) 
     assert status["import_errors"] == []
 
 
+def test_the_teams_pool_exists_and_its_tasks_run_in_it(stack: tuple[Path, int]) -> None:
+    """The same pool as on the platform, the stack's parallelism its slots, and the platform's
+    task_policy putting the team's tasks into it (the demo DAG names no pool)."""
+    repo, _ = stack
+    state = stack_state(repo)
+    with connect_db(state.postgres_port, "airflow", state) as db:
+        pools = dict(db.execute("SELECT pool, slots FROM slot_pool").fetchall())
+    assert pools["team-demo"] == state.parallelism
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    with connect_db(state.postgres_port, "airflow", state) as db:
+        ran = db.execute(
+            "SELECT DISTINCT pool, state FROM task_instance WHERE dag_id = %s", (DEMO_DAG,)
+        ).fetchall()
+    assert ran == [("team-demo", "success")]
+
+
 def test_postgres_never_runs_as_root(stack: tuple[Path, int]) -> None:
     repo, _ = stack
     pid = json.loads((repo / ".ariel" / "run" / "postgres.pid").read_text())["pid"]

@@ -112,17 +112,20 @@ def capacity(
     the teams' quotas over-commit it."""
     from ariel_airflow.cluster.capacity import capacity, parse_request
     from ariel_airflow.cluster.environments import load_environment
+    from ariel_airflow.cluster.pools import pools_report
     from ariel_airflow.cluster.registry import load_registry
+    from ariel_airflow.cluster.render import effective_values
     from ariel_airflow.profiles import load_profiles
 
     env = load_environment(environment, platform_dir)
     extra = {text: parse_request(text) for text in request or ()}
-    quotas = {name: entry.quota.amount for name, entry in load_registry(platform_dir).items()}
-    report = capacity(
-        env, load_profiles(platform_dir / "resource_profiles.yaml"), requests=extra, quotas=quotas
-    )
+    catalog = load_profiles(platform_dir / "resource_profiles.yaml")
+    registry = load_registry(platform_dir)
+    quotas = {name: entry.quota.amount for name, entry in registry.items()}
+    report = capacity(env, catalog, requests=extra, quotas=quotas)
+    team_pools = pools_report(env, registry, effective_values(env, registry, platform_dir), catalog)
     if as_json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({**report.as_dict(), "team_pools": team_pools}, indent=2))
         return
     pools = Table(
         title=f"{report.environment}: node pools (Kubernetes {report.kubernetes_version}), per node"
@@ -160,6 +163,7 @@ def capacity(
     out.print(tasks)
     if report.quotas is not None:
         out.print(_quota_table(report.quotas))
+    _print_pools(team_pools)
 
 
 def _quota_table(use: Any) -> Table:
@@ -177,6 +181,22 @@ def _quota_table(use: Any) -> Table:
         else "not over-committed: every team can use its whole quota at once"
     )
     return table
+
+
+def _print_pools(report: dict[str, Any]) -> None:
+    """The teams' Airflow pools (sized from their quotas) against the schedulers' slots."""
+    table = Table(
+        title=f"team pools: {report['pool_slots']} slots of {report['scheduler_slots']} "
+        f"({report['parallelism']} parallelism x {report['scheduler_replicas']} schedulers)"
+    )
+    for column in ("team", "pool", "slots", "largest profile", "binds"):
+        table.add_column(column, no_wrap=column in ("team", "pool"))
+    for pool in report["teams"]:
+        binds = ", ".join(pool["binds"])
+        table.add_row(pool["team"], pool["name"], f"[bold]{pool['slots']}[/]", pool["largest_profile"], binds)
+    out.print(table)
+    for finding in report["findings"]:
+        err_console.print(f"[yellow]pools:[/] {finding}")
 
 
 def _mib(memory: int) -> str:

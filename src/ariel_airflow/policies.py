@@ -36,7 +36,18 @@ def dag_policy(dag: Any) -> None:
 
 
 def task_policy(task: Any) -> None:
-    _refuse(check_task(task, team_of_dag(task.dag) if task.dag else None))
+    """Refuse what the rules refuse; then put the task into its team's pool.
+
+    A task that names no pool is moved into its team's pool, so a team's tasks together never take
+    more slots than its quota holds. A task that names another pool (another team's, or any other)
+    is refused (ARL402), not moved: the pool in DAG code was someone's intent (a throttle for a
+    shared system, say), and moving it silently would drop that intent where nobody sees it; the
+    refusal shows it as an import error, as ``ariel check`` does in CI.
+    """
+    team = team_of_dag(task.dag) if task.dag else None
+    _refuse(check_task(task, team))
+    if team is not None:
+        task.pool = team.pool
 
 
 def pod_mutation_hook(pod: Any) -> None:

@@ -32,6 +32,7 @@ TEAM_LABEL = "ariel.io/team"
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
 DAG_ID_SEPARATOR = "__"
 TAG_PREFIX = "team:"
+POOL_PREFIX = "team-"
 ENVIRONMENTS = ("dev", "test", "prod")
 SecretsMode = Literal["prefix", "multi_team"]
 SecretKind = Literal["connections", "variables"]
@@ -88,6 +89,11 @@ class Team:
     @property
     def tag(self) -> str:
         return f"{TAG_PREFIX}{self.name}"
+
+    @property
+    def pool(self) -> str:
+        """The Airflow pool every task of the team runs in (``cluster/pools.py`` sizes it)."""
+        return f"{POOL_PREFIX}{self.name}"
 
     def secrets_prefix(self, kind: SecretKind) -> str:
         """The Key Vault prefix task pods look secrets up under.

@@ -59,6 +59,9 @@ class RegistryEntry(BaseModel):
     repository: Repository
     key_vaults: dict[str, str] = {}  # environment -> vault URL
     quota: Quota
+    # The resource profiles the team's tasks may use (default: the whole catalog): its Airflow pool
+    # holds as many tasks of the largest as the quota does (cluster/pools.py).
+    profiles: list[str] | None = Field(default=None, min_length=1)
     managed_identity_client_id: ClientId
 
     @field_validator("key_vaults")
@@ -138,6 +141,7 @@ def entry_for_repo(repo: TeamRepo, *, repository_url: str | None, ref: str, clie
             requests=_times(smallest.requests, 10),
             limits=_times(smallest.limits, 10),
         ),
+        profiles=list(repo.profiles),
         managed_identity_client_id=client_id,
     )
     return entry.model_dump(mode="json")

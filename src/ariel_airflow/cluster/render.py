@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from ariel_airflow.cluster import pools
 from ariel_airflow.cluster.charts import find_chart
 from ariel_airflow.cluster.dag_processors import split_per_team
 from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
@@ -53,6 +54,7 @@ class Rendered:
 
     out: Path
     values: Path
+    pools: Path
     chart_objects: list[Path] = field(default_factory=list)
     team_objects: dict[str, list[Path]] = field(default_factory=dict)
     image_build: str = ""  # the `docker build` line of the platform image's context in out/image
@@ -101,7 +103,8 @@ def values_files(env: str, platform_dir: Path) -> list[Path]:
 def effective_values(
     env: Environment, registry: dict[str, RegistryEntry], platform_dir: Path
 ) -> dict[str, Any]:
-    """The values ``helm upgrade --install -f`` takes: the files, then what render computes."""
+    """The values ``helm upgrade --install -f`` takes: the files, then what render computes (and
+    the teams' Airflow pools, created on deploy by the chart's migration job)."""
     values: dict[str, Any] = {}
     for path in values_files(env.name, platform_dir):
         values = merge(values, read_values(path))
@@ -128,7 +131,8 @@ def effective_values(
             },
         },
     }
-    return merge(values, computed)
+    team_pools = pools.team_pools(registry, load_profiles(platform_dir / PROFILES_FILE))
+    return merge(merge(values, computed), pools.chart_values(team_pools))
 
 
 def schema_problems(chart: Any, values: dict[str, Any]) -> list[str]:
@@ -363,7 +367,10 @@ def render(
         f"# Effective values for {env_name}: `ariel platform render {env_name}` wrote this; do not edit.\n"
         + _dump(result.values)
     )
-    rendered = Rendered(out=out, values=values_path)
+    pools_path = out / pools.POOLS_FILE  # for review and `airflow pools import` by hand
+    catalog = load_profiles(platform_dir / PROFILES_FILE)
+    pools_path.write_text(pools.pools_json(pools.team_pools(result.registry, catalog)))
+    rendered = Rendered(out=out, values=values_path, pools=pools_path)
     rendered.chart_objects = [_write(out / chart_object_path(obj), obj) for obj in result.chart_objects]
     for team, objects in result.team_objects.items():
         rendered.team_objects[team] = [_write(out / team_object_path(team, obj), obj) for obj in objects]

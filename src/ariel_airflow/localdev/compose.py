@@ -18,6 +18,7 @@ from ariel_airflow.azure.environment import azure_cli_config_dir
 from ariel_airflow.localdev.assets import assets_dir, kit_package_dir
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import DB_NAME, DB_USER, Health, Layout, Service, services
+from ariel_airflow.team import Team
 
 TEAM_MOUNT = PurePosixPath("/opt/ariel/team")  # the team repository, read-only
 KIT_MOUNT = PurePosixPath("/opt/ariel/kit/ariel_airflow")  # the kit's package, read-only (PYTHONPATH)
@@ -74,7 +75,7 @@ def _var(name: str) -> str:
 def render() -> dict:
     """The compose document for the model, with a variable wherever stacks differ."""
     state = StackState.model_construct(**{field: _var(var) for field, var in STATE_VARIABLES.items()})
-    plan = services(_var("ARIEL_TEAM"), state, CONTAINER_LAYOUT)
+    plan = services(_var("ARIEL_TEAM"), state, CONTAINER_LAYOUT, pool=_var("ARIEL_POOL"))
     by_name = {svc.name: svc for svc in plan}
     document = {
         "services": {svc.name: _service(svc, by_name) for svc in plan},
@@ -91,6 +92,7 @@ def variables(team: str, state: StackState, repo_root: Path, state_dir: Path, im
     """Values of every ``${ARIEL_...}`` variable of the compose file, for one stack."""
     return {
         "ARIEL_TEAM": team,
+        "ARIEL_POOL": Team(team).pool,
         **{var: str(getattr(state, field)) for field, var in STATE_VARIABLES.items()},
         "ARIEL_TEAM_REPO": str(repo_root),
         "ARIEL_STACK_DIR": str(state_dir),

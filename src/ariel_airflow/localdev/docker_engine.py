@@ -51,7 +51,7 @@ class DockerEngine(StackEngine):
 
     # -- model ----------------------------------------------------------------------------------
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team.bundle_name, state, compose.CONTAINER_LAYOUT)
+        return services(self.repo.team.bundle_name, state, compose.CONTAINER_LAYOUT, pool=self.repo.team.pool)
 
     @cached_property
     def docker_client(self) -> docker.DockerClient:
@@ -106,9 +106,8 @@ class DockerEngine(StackEngine):
                 counts = finish_check(checker)
             progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
             for svc in plan:
-                started = "migrating the metadata database" if svc.health is Health.EXITS_ZERO else None
-                finished = "metadata database migrated" if started else f"{svc.name} healthy"
-                with progress.step(started or f"starting {svc.name}", finished):
+                started, finished = svc.step or (f"starting {svc.name}", f"{svc.name} healthy")
+                with progress.step(started, finished):
                     self._wait(svc, starter, log)
             if starter.wait() != 0:
                 raise UserError(f"compose up failed. Last lines of {log}:\n{tail(log, 25)}")

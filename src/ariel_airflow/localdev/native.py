@@ -52,7 +52,7 @@ class NativeEngine(StackEngine):
         )
 
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team.bundle_name, state, self.layout())
+        return services(self.repo.team.bundle_name, state, self.layout(), pool=self.repo.team.pool)
 
     # -- up -------------------------------------------------------------------------------------
     def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
@@ -125,13 +125,13 @@ class NativeEngine(StackEngine):
     def _start_airflow(
         self, launcher: Launcher, plan: dict[str, Service], progress: Progress
     ) -> dict[str, Tracked]:
-        """Migrate, then fork the long-running components; they are waited on by the caller."""
-        migrate = plan["migrate"]
-        with progress.step(
-            "migrating the metadata database (directly, not through PgBouncer)", "metadata database migrated"
-        ):
-            if code := launcher.run(migrate.name, migrate.argv, migrate.env):
-                self._fail(migrate, f"exited with code {code}")
+        """Run the one-shot jobs (migrate, pools) in order, then fork the long-running components;
+        they are waited on by the caller."""
+        for job in (s for s in plan.values() if s.health is Health.EXITS_ZERO):
+            doing, did = job.step or (f"running {job.name}", f"{job.name} done")
+            with progress.step(doing, did):
+                if code := launcher.run(job.name, job.argv, job.env):
+                    self._fail(job, f"exited with code {code}")
         components = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
         progress.info("starting " + ", ".join(s.name for s in components))
         return {s.name: launcher.start_service(s.name, s.argv, s.env) for s in components}

@@ -63,6 +63,7 @@ class Service:
     needs_unprivileged_user: bool = False  # Postgres and PgBouncer refuse to run as root
     heartbeat_key: str | None = None  # key of /api/v2/monitor/health for Health.HEARTBEAT
     requires: tuple[str, ...] = ()  # services that must be healthy (or have succeeded) first
+    step: tuple[str, str] | None = None  # a one-shot job's progress: what it does, what it did
 
 
 def database_url(host: str, port: int, state: StackState, app: str) -> str:
@@ -141,8 +142,9 @@ ignore_startup_parameters = extra_float_digits
 """
 
 
-def services(bundle: str, state: StackState, layout: Layout) -> list[Service]:
-    """All services in start order (stop in reverse)."""
+def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> list[Service]:
+    """All services in start order (stop in reverse). ``pool``: the team's Airflow pool (``Team.pool``),
+    where the platform's task_policy puts every task; locally it has the stack's parallelism."""
 
     def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
         env = airflow_env(bundle, state, layout, name, direct=health is Health.EXITS_ZERO)
@@ -184,7 +186,25 @@ def services(bundle: str, state: StackState, layout: Layout) -> list[Service]:
             },
             needs_unprivileged_user=True,
         ),
-        airflow("migrate", ["db", "migrate"], Health.EXITS_ZERO, requires=("postgres",)),
+        airflow(
+            "migrate",
+            ["db", "migrate"],
+            Health.EXITS_ZERO,
+            requires=("postgres",),
+            step=(
+                "migrating the metadata database (directly, not through PgBouncer)",
+                "metadata database migrated",
+            ),
+        ),
+        # The team's pool, as on the platform (there sized from the team's quota; here no quota is
+        # known, so the executor's slots): the same task_policy puts the team's tasks into it.
+        airflow(
+            "pools",
+            ["pools", "set", pool, str(state.parallelism), "The team's pool: the local stack's slots"],
+            Health.EXITS_ZERO,
+            requires=("migrate",),
+            step=(f"creating the pool {pool}", f"pool {pool} has {state.parallelism} slots"),
+        ),
         airflow(
             "api-server",
             ["api-server"],
@@ -197,7 +217,13 @@ def services(bundle: str, state: StackState, layout: Layout) -> list[Service]:
                 str(layout.airflow_home / "config" / LOCAL_SETTINGS_FILE): local_settings_source(),
             },
         ),
-        airflow("scheduler", ["scheduler", "--skip-serve-logs"], Health.HEARTBEAT, "scheduler"),
+        airflow(
+            "scheduler",
+            ["scheduler", "--skip-serve-logs"],
+            Health.HEARTBEAT,
+            "scheduler",
+            requires=("migrate", "pools", "pgbouncer"),  # a task of a pool not yet there would wait
+        ),
         airflow("dag-processor", ["dag-processor"], Health.HEARTBEAT, "dag_processor"),
         airflow("triggerer", ["triggerer", "--skip-serve-logs"], Health.HEARTBEAT, "triggerer"),
     ]

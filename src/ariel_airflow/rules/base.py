@@ -39,6 +39,7 @@ RULES: dict[str, Rule] = {
             f"requests and limits must be set, limit/request <= {MAX_LIMIT_REQUEST_RATIO}",
         ),
         Rule("ARL401", "pod-placement", "error", "pods run in the team's namespace, labels, service account"),
+        Rule("ARL402", "pool", "error", "tasks run in their team's pool (set by the platform), no other"),
         Rule(
             "ARL501",
             "secret-undeclared",

@@ -53,6 +53,14 @@ def check_task(task: Any, team: Team | None, limits: Limits = LIMITS) -> Iterato
             )
         elif timeout >= DEFAULT_SENSOR_TIMEOUT:
             yield Finding("ARL102", "set an explicit sensor timeout (the default is 7 days)", **where)
+    if team is not None and task.pool not in (_default_pool(), team.pool):
+        yield Finding(
+            "ARL402",
+            f"pool={task.pool!r}: the tasks of team {team.name!r} run in their team's pool "
+            f"{team.pool!r}, sized to the team's quota (the platform sets it): remove pool=, and limit "
+            "concurrency with max_active_tasks or pool_slots instead",
+            **where,
+        )
     if not task.owner or task.owner == "airflow":
         yield Finding("ARL601", "set an owner (default_args={'owner': '<team email>'})", **where)
     if not task.retries:
@@ -79,6 +87,13 @@ def first_deployment_runs(dag: Any, limit: int, now: datetime | None = None) -> 
             break
         runs, last = runs + 1, info
     return runs
+
+
+def _default_pool() -> str:
+    """The pool of a task that names none: the platform moves it into the team's pool."""
+    from airflow.models.pool import Pool
+
+    return Pool.DEFAULT_POOL_NAME
 
 
 def _is_sensor(task: Any) -> bool:
