@@ -147,6 +147,21 @@ def test_pgbouncer_pools_over_the_database_connections_are_refused(platform_dir:
     assert "at most 417" in finding["fix"]
 
 
+def test_team_pools_beyond_the_schedulers_parallelism_are_refused(platform_dir: Path) -> None:
+    overlay = platform_dir / "helm" / "values-prod.yaml"
+    values = yaml.safe_load(overlay.read_text())
+    # The demo team's pool has 5 slots (platform/teams/demo.yaml); one scheduler running 4 cannot serve it.
+    values["scheduler"]["replicas"] = 1
+    values["config"]["core"] = {"parallelism": 4}
+    overlay.write_text(yaml.safe_dump(values))
+    (finding,) = findings(validate("prod", "--json", platform_dir=platform_dir), "team-pools")
+    assert (
+        "hold 5 slots" in finding["message"]
+        and "4 parallelism x 1 scheduler replicas = 4" in finding["message"]
+    )
+    assert "config.core.parallelism" in finding["fix"]
+
+
 def test_core_components_larger_than_the_core_pool_are_refused(platform_dir: Path) -> None:
     overlay = platform_dir / "helm" / "values-prod.yaml"
     values = yaml.safe_load(overlay.read_text())

@@ -31,6 +31,7 @@ from ariel_airflow.cluster.environments import (
     environment_file,
     load_environment,
 )
+from ariel_airflow.cluster.pools import POOLS_CONFIGMAP, pool_findings
 from ariel_airflow.cluster.registry import TEAMS_DIR, RegistryEntry, load_registry
 from ariel_airflow.cluster.render import (
     PLATFORM_DIR,
@@ -46,8 +47,8 @@ from ariel_airflow.cluster.render import (
 )
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.progress import Progress
-from ariel_airflow.profiles import parse_quantity
-from ariel_airflow.team import ANSWERS_FILE, TeamRepo
+from ariel_airflow.profiles import load_profiles, parse_quantity
+from ariel_airflow.team import ANSWERS_FILE, PROFILES_FILE, TeamRepo
 
 # The workloads whose pods run all the time (Jobs run once, before the components start).
 LONG_RUNNING = ("Deployment", "StatefulSet", "DaemonSet")
@@ -676,6 +677,20 @@ def _show(toleration: dict[str, Any]) -> str:
 
 
 # More checks join this list (each takes the Subject and yields Findings).
+def team_pools_fit_quotas_and_parallelism(subject: Subject) -> Iterator[Finding]:
+    """Each team's Airflow pool fits its quota, and all pools fit the schedulers' parallelism, so a
+    busy team waits in Airflow, never in a 403 "exceeded quota" (cluster/pools.py)."""
+    catalog = load_profiles(subject.platform_dir / PROFILES_FILE)
+    where = (
+        str(subject.rendered / VALUES_FILE)
+        if subject.rendered
+        else "the effective values (rendered in memory)"
+    )
+    for text in pool_findings(subject.env, subject.registry, subject.values, catalog):
+        message, _, fix = text.rpartition("; ")  # pool_findings writes "what is wrong; what to change"
+        yield Finding("team-pools", message or text, where, f"extraConfigMaps.{POOLS_CONFIGMAP}", fix)
+
+
 CROSS_CHECKS: list[CrossCheck] = [
     team_quotas_fit_the_task_pool,
     pgbouncer_pools_fit_the_database,
@@ -683,6 +698,7 @@ CROSS_CHECKS: list[CrossCheck] = [
     pod_templates_agree_with_the_registry,
     pods_use_labels_and_taints_of_the_pools,
     rendered_teams_match_the_registry,
+    team_pools_fit_quotas_and_parallelism,
 ]
 
 
