@@ -135,18 +135,24 @@ def scratch_pgbouncer(ini: str, files: dict[str, str]) -> Iterator[Server]:
         (folder / name).write_text(text.format(folder=folder, port=port))
         if user:
             shutil.chown(folder / name, user)
-    log = folder / "pgbouncer.log"
+    try:
+        with run_pgbouncer(folder / "pgbouncer.ini", port) as server:
+            yield server
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def run_pgbouncer(config: Path, port: int) -> Iterator[Server]:
+    """PgBouncer on ``config`` (which listens on ``port``), its log beside the config."""
+    log = config.parent / "pgbouncer.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [pgbouncer_path(), folder / "pgbouncer.ini"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            **as_user(user),
+            [pgbouncer_path(), config], stdout=out, stderr=subprocess.STDOUT, **as_user(unprivileged_user())
         )
-    server = Server(port, folder, proc, log)
+    server = Server(port, config.parent, proc, log)
     try:
         _wait_for_port(server)
         yield server
     finally:
         server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
