@@ -1,0 +1,179 @@
+"""PgBouncer's server password for Azure Postgres from Entra tokens: a sidecar of the chart's PgBouncer.
+
+The chart writes PgBouncer a static pgbouncer.ini and users file (its clients' scram passwords).
+This refresher writes copies of both on a volume shared with PgBouncer, which runs on the copy:
+each [databases] entry gains ``user=`` (the managed identity's database role) and ``password=``
+(the current Entra token), and the users file gains this refresher's admin user, whose random
+password lives only there. Clients still authenticate to PgBouncer with scram against the chart's
+entries. After each new token it RELOADs PgBouncer through the admin console. Open server
+connections stay: Azure checks a token only at login.
+
+(The token goes on the [databases] line, not into the auth_file: PgBouncer 1.18 keeps a forced
+user's auth_file password across RELOAD, so a rotated one there is never used.)
+
+    python -m ariel_airflow.pgbouncer_token --server-user NAME [--chart-config DIR] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import secrets
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from ariel_airflow.entra import TokenCache, default_credential
+
+log = logging.getLogger(__name__)
+
+ADMIN_USER = "ariel-token-refresher"  # named in the platform values' pgbouncer.extraIni admin_users
+# PgBouncer up to at least 1.18 keeps at most 996 bytes of a password and mangles longer ones
+# (a failed login, or a crash): refuse such a token with a clear error instead.
+MAX_PASSWORD_BYTES = 996
+# How often to ask the cache for the token: the cache fetches a new one only inside its refresh
+# margin (ariel_airflow.entra), so this just has to be well under that margin.
+CHECK_SECONDS = 30.0
+
+
+def quote(value: str) -> str:
+    """A field of PgBouncer's auth_file: double-quoted, a double quote doubled."""
+    return '"' + value.replace('"', '""') + '"'
+
+
+def users_file(static_users: str, entries: dict[str, str]) -> str:
+    """The static users file with ``entries`` (user -> password) replacing any line of theirs."""
+    names = {quote(user) for user in entries}
+    kept = [line for line in static_users.splitlines() if line.strip() and line.split()[0] not in names]
+    return "\n".join([*kept, *(f"{quote(u)} {quote(p)}" for u, p in entries.items())]) + "\n"
+
+
+def config_value(value: str) -> str:
+    """A value of a [databases] connection string, single-quoted."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def pgbouncer_ini(chart_ini: str, server_user: str, token: str, auth_file: Path) -> str:
+    """The chart's pgbouncer.ini logging in to every database as ``server_user`` with ``token``,
+    reading ``auth_file`` and letting ADMIN_USER in to the admin console."""
+    out, section = [], ""
+    login = f" user={server_user} password={config_value(token)}"
+    for line in chart_ini.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            section = stripped
+            out.append(line)
+            if section == "[pgbouncer]":
+                out += [f"auth_file = {auth_file}", f"admin_users = {ADMIN_USER}"]
+            continue
+        key = stripped.split("=", 1)[0].strip()
+        if section == "[pgbouncer]" and key in ("auth_file", "admin_users"):
+            continue  # ours, above
+        if section == "[databases]" and "=" in stripped and not stripped.startswith((";", "#")):
+            line += login
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` in one step (PgBouncer never reads half a file), keeping its owner, mode 0600."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".users-")
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    if path.exists():
+        stat = path.stat()
+        os.chown(tmp, stat.st_uid, stat.st_gid)
+    os.replace(tmp, path)
+
+
+@dataclass
+class Refresher:
+    tokens: TokenCache
+    server_user: str
+    chart_config: Path  # the chart's pgbouncer.ini and users.txt (its config secret)
+    out: Path  # the volume PgBouncer reads its config from
+    host: str = "127.0.0.1"
+    port: int = 6543  # the chart's ports.pgbouncer
+    admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    written: str | None = None
+
+    def write(self) -> bool:
+        """Write the users file when the token changed; True when it did."""
+        token = self.tokens.password()
+        if len(token.encode()) > MAX_PASSWORD_BYTES:
+            raise ValueError(
+                f"the token is {len(token.encode())} bytes; PgBouncer keeps at most {MAX_PASSWORD_BYTES}"
+                " of a password: use a PgBouncer built with a larger MAX_PASSWORD"
+            )
+        if token == self.written:
+            return False
+        users = users_file((self.chart_config / "users.txt").read_text(), {ADMIN_USER: self.admin_password})
+        write_atomically(self.out / "users.txt", users)
+        chart_ini = (self.chart_config / "pgbouncer.ini").read_text()
+        write_atomically(
+            self.out / "pgbouncer.ini",
+            pgbouncer_ini(chart_ini, self.server_user, token, self.out / "users.txt"),
+        )
+        self.written = token
+        return True
+
+    def reload(self) -> None:
+        with psycopg.connect(
+            host=self.host,
+            port=self.port,
+            dbname="pgbouncer",
+            user=ADMIN_USER,
+            password=self.admin_password,
+            autocommit=True,
+            connect_timeout=5,
+            cursor_factory=psycopg.ClientCursor,  # the admin console speaks only simple queries
+        ) as admin:
+            admin.execute("RELOAD")
+
+    def refresh(self) -> bool:
+        """One round: a new token is written and PgBouncer reloaded; True when that happened."""
+        if not self.write():
+            return False
+        self.reload()
+        return True
+
+    def run(self, check_seconds: float = CHECK_SECONDS) -> None:
+        self.write()  # before PgBouncer starts: it waits for this file (see platform/helm/values.yaml)
+        reloaded = False
+        while True:
+            try:
+                if self.refresh() or not reloaded:
+                    self.reload()  # the first: PgBouncer may have started before the admin entry existed
+                    reloaded = True
+                    log.info("PgBouncer reloaded with a token for %s", self.server_user)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("PgBouncer not reloaded yet (%s); retrying", exc)
+                self.written = None  # write and reload again next round
+                time.sleep(1)
+                continue
+            time.sleep(check_seconds)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ariel_airflow.pgbouncer_token", description=__doc__)
+    parser.add_argument("--server-user", required=True, help="the managed identity's database role")
+    parser.add_argument("--chart-config", type=Path, default=Path("/etc/pgbouncer"))
+    parser.add_argument("--out", type=Path, default=Path("/etc/pgbouncer-token"))
+    parser.add_argument("--port", type=int, default=6543)
+    parser.add_argument("--check-seconds", type=float, default=CHECK_SECONDS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    refresher = Refresher(TokenCache(default_credential()), args.server_user, args.chart_config, args.out)
+    refresher.port = args.port
+    refresher.run(args.check_seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
