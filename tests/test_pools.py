@@ -16,12 +16,12 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from test_platform_render import CHART, PLATFORM, SECOND_TEAM
+from test_platform_render import CHART, PLATFORM, SECOND_TEAM, load, render_chart
 
 from ariel_airflow.cluster.environments import load_environment
 from ariel_airflow.cluster.pools import pool_findings
 from ariel_airflow.cluster.registry import load_registry
-from ariel_airflow.cluster.render import effective_values, render
+from ariel_airflow.cluster.render import effective_values
 from ariel_airflow.policies import LOCAL_SETTINGS_FILE, local_settings_source
 from ariel_airflow.profiles import load_profiles, parse_quantity
 
@@ -39,15 +39,6 @@ def platform_dir(tmp_path: Path) -> Path:
     shutil.copytree(PLATFORM, copy)
     (copy / "teams" / "alpha.yaml").write_text(SECOND_TEAM + "profiles: [small]\n")
     return copy
-
-
-def render_chart(platform_dir: Path, out: Path, env: str = "prod") -> Path:
-    render(env, out, chart=CHART, platform_dir=platform_dir)
-    return out
-
-
-def load(path: Path) -> dict[str, Any]:
-    return yaml.safe_load(path.read_text())
 
 
 def quantity(text: str | int) -> Decimal:

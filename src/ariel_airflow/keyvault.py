@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.secret_names import KINDS, DeclaredSecret, declared_secrets, vault_secret_name
-from ariel_airflow.team import ANSWERS_FILE, ENVIRONMENTS, Team, TeamRepo
+from ariel_airflow.team import ANSWERS_FILE, Team, TeamRepo, known_environment
 
 if TYPE_CHECKING:
     from azure.keyvault.secrets import SecretClient
@@ -38,12 +38,7 @@ def secret_client(vault_url: str) -> SecretClient:
 
 def vault_url(team: Team, environment: str) -> str:
     """The team's vault in ``environment``, as the copier answers give it."""
-    if environment not in ENVIRONMENTS:
-        raise UserError(
-            f"unknown environment {environment!r}",
-            where="ENV",
-            fix=f"name one of the platform's environments: {', '.join(ENVIRONMENTS)}",
-        )
+    known_environment(environment)
     url = team.vault_urls.get(environment)
     if not url:
         raise UserError(

@@ -130,6 +130,17 @@ class Team:
         return cls(name) if is_team_name(name) else None
 
 
+def known_environment(name: str) -> str:
+    """``name`` if it is one of the platform's environments; a user error naming them otherwise."""
+    if name not in ENVIRONMENTS:
+        raise UserError(
+            f"unknown environment {name!r}",
+            where="ENV",
+            fix=f"name one of the platform's environments: {', '.join(ENVIRONMENTS)}",
+        )
+    return name
+
+
 def profile_pod_templates(folder: Path) -> dict[str, Path]:
     """The resource profiles' pod templates in a pod_templates/ folder, by profile name."""
     prefix, suffix = PROFILE_POD_TEMPLATE.split("{profile}")

@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.profiles import parse_quantity
-from ariel_airflow.team import ENVIRONMENTS
+from ariel_airflow.team import known_environment
 
 ENVIRONMENTS_DIR = "environments"
 # The label and taints that keep Airflow's own pods and the task pods on their pools. The team pod
@@ -239,12 +239,7 @@ def environment_file(name: str, platform_dir: Path) -> Path:
 
 def load_environment(name: str, platform_dir: Path) -> Environment:
     """The environment ``name`` (dev, test or prod) of the platform folder ``platform_dir``."""
-    if name not in ENVIRONMENTS:
-        raise UserError(
-            f"unknown environment {name!r}",
-            where="ENV",
-            fix=f"name one of the platform's environments: {', '.join(ENVIRONMENTS)}",
-        )
+    known_environment(name)
     path = environment_file(name, platform_dir)
     try:
         data = yaml.safe_load(path.read_text())
