@@ -23,6 +23,7 @@ PLATFORM_TESTS = [
     "tests/test_capacity.py",
     "tests/test_registry.py",
     "tests/test_cluster_environments.py",
+    "tests/test_pools.py",
 ]
 
 
@@ -70,7 +71,9 @@ def local(session: nox.Session) -> None:
 @nox.session(python="3.11", default=False)
 def platform(session: nox.Session) -> None:
     """Render dev, test and prod into build/platform/<env>, validate the files as CI would, and run
-    the platform tests. Needs the official chart: ARIEL_AIRFLOW_CHART=<its folder or .tgz>."""
+    the platform tests (not the platform image's Docker build: `nox -s tests` has it; pytest options
+    after `--` replace `-m "not docker"`). Needs the official chart: ARIEL_AIRFLOW_CHART=<its folder
+    or .tgz>."""
     if not os.environ.get(CHART_ENV_VAR):
         session.error(
             f"set {CHART_ENV_VAR} to the official Airflow chart's folder or .tgz "
@@ -81,7 +84,7 @@ def platform(session: nox.Session) -> None:
         out = PLATFORM_BUILD / env
         session.run("ariel", "platform", "render", env, "--out", str(out))
         session.run("ariel", "platform", "validate", env, "--rendered", str(out))
-    session.run("pytest", *PLATFORM_TESTS, *session.posargs)
+    session.run("pytest", *PLATFORM_TESTS, *(session.posargs or ["-m", "not docker"]))
 
 
 @nox.session(python="3.11", default=False)
