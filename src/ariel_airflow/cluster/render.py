@@ -21,7 +21,6 @@ from ariel_airflow.cluster import pools
 from ariel_airflow.cluster.charts import find_chart
 from ariel_airflow.cluster.dag_processors import split_per_team
 from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
-from ariel_airflow.cluster.image import write_image_context
 from ariel_airflow.cluster.registry import RegistryEntry, load_registry
 from ariel_airflow.errors import UserError
 from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
@@ -378,5 +377,7 @@ def render(
     for name, entry in result.registry.items():
         count = len(rendered.team_objects.get(name, []))
         progress.info(f"team {name}: {count} objects in namespace {entry.team.namespace}")
+    from ariel_airflow.cluster.image import write_image_context  # the Docker SDK: not for capacity
+
     rendered.image_build = write_image_context(out / "image", result.env)
     return rendered
