@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from azure.core.credentials import AccessToken
 from rotating_credential import RotatingRolePassword
 
 from ariel_airflow import entra
@@ -206,16 +210,37 @@ def test_users_file_keeps_the_chart_clients_and_replaces_the_admin_entry() -> No
     assert text.splitlines() == ['"airflow" "pw"', f'"{ADMIN_USER}" "ad""min"']
 
 
+class LongToken:
+    """A credential whose token is one byte longer than PgBouncer keeps."""
+
+    def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+        return AccessToken("x" * (MAX_PASSWORD_BYTES + 1), int(time.time()) + 3600)
+
+
 def test_a_token_longer_than_pgbouncer_keeps_is_refused(tmp_path: Path) -> None:
-    class LongToken:
-        def get_token(self, *scopes: str, **kwargs: object):  # noqa: ANN202
-            from azure.core.credentials import AccessToken
-
-            return AccessToken("x" * (MAX_PASSWORD_BYTES + 1), int(time.time()) + 3600)
-
     (tmp_path / "users.txt").write_text('"airflow" "pw"\n')
     (tmp_path / "out").mkdir()
     refresher = Refresher(entra.TokenCache(LongToken()), ROLE, tmp_path, tmp_path / "out")
     with pytest.raises(TokenTooLong, match="MAX_PASSWORD"):
         refresher.write()
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_the_sidecar_exits_2_with_a_message_on_a_too_long_token(tmp_path: Path) -> None:
+    (tmp_path / "users.txt").write_text('"airflow" "pw"\n')
+    (tmp_path / "pgbouncer.ini").write_text(CHART_INI)
+    result = subprocess.run(
+        [sys.executable, "-m", "ariel_airflow.pgbouncer_token", f"--server-user={ROLE}"]
+        + [f"--chart-config={tmp_path}", f"--out={tmp_path}"],
+        env={
+            **os.environ,
+            entra.CREDENTIAL_SETTING: f"{__name__}:LongToken",
+            "PYTHONPATH": str(Path(__file__).parent),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr
+    assert f"the Entra token is {MAX_PASSWORD_BYTES + 1} bytes" in result.stderr
+    assert "Traceback" not in result.stderr

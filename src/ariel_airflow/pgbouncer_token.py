@@ -175,14 +175,18 @@ class Refresher:
             time.sleep(check_seconds)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ariel_airflow.pgbouncer_token", description=__doc__)
     parser.add_argument("--server-user", required=True, help="the managed identity's database role")
     parser.add_argument("--chart-config", type=Path, default=Path("/etc/pgbouncer"))
     parser.add_argument("--out", type=Path, default=Path("/etc/pgbouncer-token"))
     parser.add_argument("--port", type=int, default=6543)
     parser.add_argument("--check-seconds", type=float, default=CHECK_SECONDS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     refresher = Refresher(
         TokenCache(default_credential()), args.server_user, args.chart_config, args.out, port=args.port
