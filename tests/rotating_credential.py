@@ -18,7 +18,7 @@ from psycopg import sql
 
 from ariel_airflow.entra import POSTGRES_SCOPE
 
-# Entra tokens are JWTs of 1-3 kB; 900 characters stays under PgBouncer 1.18's password limit (996).
+# Entra tokens are JWTs of 1-3 kB; a test may ask for another length (``length``).
 TOKEN_LENGTH = 900
 # Entra keeps an issued token valid until it expires; a role has one password, so before replacing
 # it wait for logins already under way with the previous one (milliseconds on loopback).
@@ -26,15 +26,23 @@ GRACE_SECONDS = 0.5
 
 
 class RotatingRolePassword:
-    def __init__(self, admin_dsn: str, role: str, lifetime: float, log: Path | None = None) -> None:
-        self.admin_dsn, self.role, self.lifetime, self.log = admin_dsn, role, lifetime, log
+    def __init__(
+        self, admin_dsn: str, role: str, lifetime: float, log: Path | None = None, length: int = TOKEN_LENGTH
+    ) -> None:
+        self.admin_dsn, self.role, self.lifetime, self.log, self.length = (
+            admin_dsn,
+            role,
+            lifetime,
+            log,
+            length,
+        )
         self.issued = 0
 
     def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
         assert scopes == (POSTGRES_SCOPE,), scopes
         if self.issued:
             time.sleep(GRACE_SECONDS)
-        password = secrets.token_urlsafe(TOKEN_LENGTH)[:TOKEN_LENGTH]
+        password = secrets.token_urlsafe(self.length)[: self.length]
         with psycopg.connect(self.admin_dsn, autocommit=True) as admin:
             admin.execute(
                 sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(self.role), sql.Literal(password))

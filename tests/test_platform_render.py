@@ -18,6 +18,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from ariel_airflow import pgbouncer_token
 from ariel_airflow.cluster.environments import CORE_TAINT, load_environment
 from ariel_airflow.cluster.registry import load_registry
 from ariel_airflow.cluster.render import render
@@ -95,6 +96,48 @@ def test_pgbouncer_config_holds_the_pool_sizes(platform_dir: Path, tmp_path: Pat
     assert f"airflow-metadata = {host} dbname=airflow port=5432 pool_size=60" in ini
     assert f"airflow-result-backend = {host} dbname=airflow port=5432 pool_size=2" in ini
     assert "max_client_conn = 200" in ini
+
+
+def test_pgbouncer_runs_on_the_token_refreshers_config(platform_dir: Path, tmp_path: Path) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    spec = pod_spec(out, "pgbouncer")
+    containers = {container["name"]: container for container in spec["containers"]}
+    refresher, pgbouncer = containers["token-refresher"], containers["pgbouncer"]
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    assert refresher["command"] == ["python", "-m", pgbouncer_token.__name__]
+    args = pgbouncer_token.parse_args(refresher["args"])  # as the sidecar's own parser reads them
+    token_dir = str(args.out)
+    # The token volume: in memory, written by the refresher, read by PgBouncer.
+    assert volumes["pgbouncer-token"]["emptyDir"]["medium"] == "Memory"
+    assert {"name": "pgbouncer-token", "mountPath": token_dir} in refresher["volumeMounts"]
+    assert {"name": "pgbouncer-token", "mountPath": token_dir, "readOnly": True} in pgbouncer["volumeMounts"]
+    # The refresher reads the chart's config secret where its --chart-config says.
+    chart_config = str(args.chart_config)
+    assert {"name": "pgbouncer-config", "mountPath": chart_config, "readOnly": True} in refresher[
+        "volumeMounts"
+    ]
+    assert "secret" in volumes["pgbouncer-config"]
+    # PgBouncer runs the refreshed ini, the refresher reloads it on PgBouncer's port, as the
+    # metadata user's database role, from the platform image (which holds the kit).
+    assert pgbouncer["command"][-1].endswith(f"exec pgbouncer -u nobody {token_dir}/pgbouncer.ini")
+    assert args.port == pgbouncer["ports"][0]["containerPort"]
+    values = load(out / "values.yaml")
+    assert args.server_user == values["data"]["metadataConnection"]["user"]
+    env = load_environment("prod", platform_dir)
+    assert refresher["image"] == f"{env.image.repository}:{env.image.tag}"
+    # Guaranteed, as every core container; the platform identity through workload identity.
+    assert refresher["resources"]["requests"] == refresher["resources"]["limits"]
+    labels = load(out / "chart" / "deployment-airflow-pgbouncer.yaml")["spec"]["template"]["metadata"][
+        "labels"
+    ]
+    assert labels["azure.workload.identity/use"] == "true"
+    account = load(out / "chart" / f"serviceaccount-{spec['serviceAccountName']}.yaml")
+    assert account["metadata"]["annotations"] == {
+        "azure.workload.identity/client-id": env.platform_identity.client_id
+    }
+    # The token goes to Azure as a cleartext password: only over TLS.
+    secret = load(out / "chart" / "secret-airflow-pgbouncer-config.yaml")
+    assert "server_tls_sslmode = require" in base64.b64decode(secret["data"]["pgbouncer.ini"]).decode()
 
 
 @pytest.mark.parametrize("env", ["dev", "test", "prod"])

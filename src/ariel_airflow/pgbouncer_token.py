@@ -5,8 +5,15 @@ This refresher writes copies of both on a volume shared with PgBouncer, which ru
 each [databases] entry gains ``user=`` (the managed identity's database role) and ``password=``
 (the current Entra token), and the users file gains this refresher's admin user, whose random
 password lives only there. Clients still authenticate to PgBouncer with scram against the chart's
-entries. After each new token it RELOADs PgBouncer through the admin console. Open server
-connections stay: Azure checks a token only at login.
+entries. After each new token it RELOADs PgBouncer through the admin console.
+
+What RELOAD does with the new token (PgBouncer's src/loader.c, parse_database): an entry whose
+host, port, dbname, user, connect_query or auth_dbname changed is marked dirty and its server
+connections are closed; a changed password alone is not, so open server connections stay and every
+new server login uses the new token. That is what Azure needs: it checks a token only at login, and
+Entra keeps an issued token valid until it expires, while the cache fetches the next one
+REFRESH_MARGIN_SECONDS before that (ariel_airflow.entra). No RECONNECT, no PAUSE: nothing a client
+could see.
 
 (The token goes on the [databases] line, not into the auth_file: PgBouncer 1.18 keeps a forced
 user's auth_file password across RELOAD, so a rotated one there is never used.)
@@ -33,12 +40,19 @@ from ariel_airflow.entra import TokenCache, default_credential
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "ariel-token-refresher"  # named in the platform values' pgbouncer.extraIni admin_users
-# PgBouncer up to at least 1.18 keeps at most 996 bytes of a password and mangles longer ones
-# (a failed login, or a crash): refuse such a token with a clear error instead.
-MAX_PASSWORD_BYTES = 996
+# PgBouncer keeps a password in a fixed buffer, MAX_PASSWORD (include/bouncer.h) with its NUL:
+# 2048 since 1.17.0 ("Increase maximum password length again"), so 1.18 here and the chart's 1.23.1
+# take 2047 bytes. A longer one is cut, and its login fails (cleartext, as Azure takes a token) or
+# PgBouncer crashes (scram). Entra tokens are JWTs of 1-3 kB: refuse a longer one, clearly.
+# (pgbouncer/pgbouncer#1310 raises the buffer to 65535 in a release after 1.24.)
+MAX_PASSWORD_BYTES = 2047
 # How often to ask the cache for the token: the cache fetches a new one only inside its refresh
 # margin (ariel_airflow.entra), so this just has to be well under that margin.
 CHECK_SECONDS = 30.0
+
+
+class TokenTooLong(ValueError):
+    """A token PgBouncer cannot hold (MAX_PASSWORD_BYTES)."""
 
 
 def quote(value: str) -> str:
@@ -104,12 +118,13 @@ class Refresher:
     written: str | None = None
 
     def write(self) -> bool:
-        """Write the users file when the token changed; True when it did."""
+        """Write the users file and pgbouncer.ini when the token changed; True when it did."""
         token = self.tokens.password()
         if len(token.encode()) > MAX_PASSWORD_BYTES:
-            raise ValueError(
-                f"the token is {len(token.encode())} bytes; PgBouncer keeps at most {MAX_PASSWORD_BYTES}"
-                " of a password: use a PgBouncer built with a larger MAX_PASSWORD"
+            raise TokenTooLong(
+                f"the Entra token is {len(token.encode())} bytes; PgBouncer keeps at most"
+                f" {MAX_PASSWORD_BYTES} of a password: run a PgBouncer built with a larger MAX_PASSWORD"
+                " (pgbouncer.image in the platform values)"
             )
         if token == self.written:
             return False
@@ -160,18 +175,27 @@ class Refresher:
             time.sleep(check_seconds)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ariel_airflow.pgbouncer_token", description=__doc__)
     parser.add_argument("--server-user", required=True, help="the managed identity's database role")
     parser.add_argument("--chart-config", type=Path, default=Path("/etc/pgbouncer"))
     parser.add_argument("--out", type=Path, default=Path("/etc/pgbouncer-token"))
     parser.add_argument("--port", type=int, default=6543)
     parser.add_argument("--check-seconds", type=float, default=CHECK_SECONDS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    refresher = Refresher(TokenCache(default_credential()), args.server_user, args.chart_config, args.out)
-    refresher.port = args.port
-    refresher.run(args.check_seconds)
+    refresher = Refresher(
+        TokenCache(default_credential()), args.server_user, args.chart_config, args.out, port=args.port
+    )
+    try:
+        refresher.run(args.check_seconds)
+    except TokenTooLong as exc:
+        log.error("%s", exc)
+        return 2
     return 0
 
 

@@ -41,8 +41,9 @@ RELEASE = "airflow"
 NAMESPACE = "airflow"
 GIT_BUNDLE = "airflow.providers.git.bundles.git.GitDagBundle"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
-# The chart's components that run as the platform's managed identity (workload identity).
-PLATFORM_IDENTITY_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer")
+# The chart's components that run as the platform's managed identity (workload identity);
+# PgBouncer's for its token-refresher sidecar (ariel_airflow.pgbouncer_token).
+PLATFORM_IDENTITY_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer", "pgbouncer")
 # The chart's Role for launching task pods: its rules are granted in every team namespace too.
 POD_LAUNCHER_ROLE = "pod-launcher-role"
 
