@@ -249,3 +249,30 @@ def summary(
             }
         )
     return rows
+
+
+# The listener writes a try's record after the task reports its state: the run can be seen to end
+# a moment before the last record is there.
+RECORD_WAIT_SECONDS = 15.0
+
+
+def run_usage(
+    airflow_home: Path,
+    dag_id: str,
+    run_id: str,
+    finished: Iterable[tuple[str, int]],
+    profiles: Mapping[str, ResourceProfile],
+) -> list[TaskUsage]:
+    """The last try of each task instance of a run; ``finished``: the (task_id, map_index) of the
+    task instances that ran to an end, whose records are waited for a moment."""
+    import time
+
+    expected = set(finished)
+    deadline = time.monotonic() + RECORD_WAIT_SECONDS
+    while True:
+        records = [r for r in read_records([airflow_home]) if r["dag_id"] == dag_id and r["run_id"] == run_id]
+        if expected <= {(r["task_id"], r["map_index"]) for r in records} or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    tries = sorted(latest_tries(records), key=lambda r: r["started_at"])
+    return [from_record(r, profiles) for r in tries]

@@ -152,7 +152,7 @@ def _finish(ti: Any, state: str) -> None:
         **measure.finish(),
     }
     folder = Path(os.environ["AIRFLOW_HOME"]) / USAGE_DIR
-    folder.mkdir(exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     name = "__".join(
         re.sub(r"[^A-Za-z0-9_.-]", "_", str(record[k]))
         for k in ("dag_id", "run_id", "task_id", "map_index", "try_number")
