@@ -414,7 +414,9 @@ def local_usage(
             "`ariel local trigger DAG_ID --wait`"
         )
         return
-    table = Table("dag", "task", "runs", "peak memory", "cores", "profile", "verdict", "suggested", box=None)
+    table = Table(box=None)
+    for column in ("dag", "task", "runs", "peak memory", "cores", "profile", "verdict", "suggested"):
+        table.add_column(column, overflow="fold")  # ids whole, if on two lines
     for row in rows:
         worst, suggestion = row["worst"], row["suggestion"]
         suggested = suggestion["profile"] or "none is big enough: ask the platform team"
