@@ -307,8 +307,12 @@ def local_trigger(
     timeout: Annotated[
         float, typer.Option(help="Seconds to wait (for a new DAG file to be parsed, and for the run).")
     ] = 600,
+    allow_over_limit: Annotated[
+        bool, typer.Option(help="With --wait: exit 0 even if a task used more memory than its pod's limit.")
+    ] = False,
 ) -> None:
-    """Trigger a DAG run through the REST API (unpausing the DAG)."""
+    """Trigger a DAG run through the REST API (unpausing the DAG); with --wait, what each task used
+    against its pod's requests and limits (exit 1 when one would be OOM-killed)."""
     try:
         run_conf = json.loads(conf)
     except json.JSONDecodeError as exc:
@@ -319,7 +323,8 @@ def local_trigger(
             where="--conf",
             fix="""pass an object, e.g. '{"key": 1}'""",
         )
-    stack = engine_of(TeamRepo.load(team_repo))
+    repo = TeamRepo.load(team_repo)
+    stack = engine_of(repo)
     with stack.client() as client:
         stack.find_dag(client, dag_id, timeout)
         run_id = client.trigger(dag_id, run_conf)
@@ -328,8 +333,17 @@ def local_trigger(
             print(run_id)
             return
         result = client.wait_for_run(dag_id, run_id, timeout)
+        oom = _print_run_usage(repo, stack, client, dag_id, run_id)
+        if oom and not allow_over_limit:
+            err_console.print(
+                f"[red]✘[/] {', '.join(oom)} used more memory than the pod's limit: on the platform the "
+                "pod would be OOM-killed. Pick a bigger profile (`ariel local usage` suggests one), "
+                "or pass --allow-over-limit"
+            )
         if result.state == "success":
             err_console.print(f"[green]✔[/] {dag_id} {run_id} succeeded")
+            if oom and not allow_over_limit:
+                raise typer.Exit(1)
             return
         err_console.print(f"[red]✘[/] {dag_id} {run_id} ended {result.state}")
         for ti in result.failed_tasks:
@@ -340,6 +354,86 @@ def local_trigger(
                 )
                 err_console.print("\n".join(log.splitlines()[-30:]), markup=False)
         raise typer.Exit(1)
+
+
+def _print_run_usage(repo: TeamRepo, stack: StackEngine, client: Any, dag_id: str, run_id: str) -> list[str]:
+    """The run's table of task usage against the pods; the tasks that would be OOM-killed."""
+    from ariel_airflow.localdev.usage import run_usage
+
+    ended = [
+        (ti["task_id"], ti.get("map_index", -1))
+        for ti in client.task_instances(dag_id, run_id)
+        if ti["state"] in {"success", "failed", "up_for_retry"}
+    ]
+    tasks = run_usage(stack.host_airflow_home(), dag_id, run_id, ended, repo.profiles)
+    if not tasks:
+        err_console.print("no task usage was recorded (restart the stack to install the recorder)")
+        return []
+    table = Table("task", "peak memory", "CPU s", "profile", "requests", "limits", "verdict", box=None)
+    for task in tasks:
+        colour = {"fits": "green", "over the limit": "red"}.get(task.verdict.value, "yellow")
+        table.add_row(
+            task.task_id + (f"[{task.map_index}]" if task.map_index >= 0 else ""),
+            _mib(task.peak_memory_bytes),
+            f"{task.cpu_s:.1f}",
+            task.profile or "(custom)",
+            _resources(task.requests),
+            _resources(task.limits),
+            Text(task.reason(), style=colour),
+        )
+    err_console.print(table)
+    return [task.task_id for task in tasks if task.oom_killed]
+
+
+def _resources(amounts: dict[str, str]) -> str:
+    return ", ".join(f"{amounts[k]}" for k in ("cpu", "memory") if k in amounts) or "-"
+
+
+@local.command("usage")
+def local_usage(
+    dag_id: Annotated[str | None, typer.Argument(help="One DAG; all when omitted.")] = None,
+    team_repo: TeamRepoOption = Path("."),
+    runs: Annotated[int, typer.Option(min=1, help="Recent runs of each DAG to look at.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """What each task used in recent local runs against its pod, and the smallest profile that fits."""
+    from ariel_airflow.cluster.render import PLATFORM_DIR
+    from ariel_airflow.localdev.usage import HEADROOM, read_records, recent_runs, summary
+    from ariel_airflow.profiles import load_profiles
+    from ariel_airflow.team import PROFILES_FILE
+
+    repo = TeamRepo.load(team_repo)
+    records = recent_runs(read_records([engine_of(repo).host_airflow_home()]), dag_id, runs)
+    rows = summary(records, repo.profiles, load_profiles(PLATFORM_DIR / PROFILES_FILE))
+    if as_json:
+        print(json.dumps({"headroom": float(HEADROOM), "tasks": rows}, indent=2))
+        return
+    if not rows:
+        err_console.print(
+            f"no task usage recorded{' for ' + dag_id if dag_id else ''}: run a DAG with "
+            "`ariel local trigger DAG_ID --wait`"
+        )
+        return
+    table = Table(box=None)
+    for column in ("dag", "task", "runs", "peak memory", "cores", "profile", "verdict", "suggested"):
+        table.add_column(column, overflow="fold")  # ids whole, if on two lines
+    for row in rows:
+        worst, suggestion = row["worst"], row["suggestion"]
+        suggested = suggestion["profile"] or "none is big enough: ask the platform team"
+        if suggestion["source"] == "platform" and suggestion["profile"]:
+            suggested += " (not the team's yet: add it with `copier update`)"
+        table.add_row(
+            row["dag_id"],
+            row["task_id"],
+            str(row["runs"]),
+            _mib(worst["peak_memory_bytes"]),
+            f"{row['max_cores']:.2f}" if row["max_cores"] is not None else "-",
+            worst["profile"] or "(custom)",
+            row["verdict"],
+            suggested,
+        )
+    out.print(table)
+    err_console.print(f"suggested: the smallest profile whose requests cover the peak x {HEADROOM}")
 
 
 @platform_app.command("registry-entry")

@@ -113,7 +113,7 @@ def profile(name: str) -> dict[str, Any]:
     file, with the same function the KubernetesExecutor uses for pod templates.
     """
     caller = Path(sys._getframe(1).f_code.co_filename).resolve()  # inspect.stack() reads every source
-    path = _team_root(caller) / POD_TEMPLATES_DIR / PROFILE_POD_TEMPLATE.format(profile=name)
+    path = team_root(caller) / POD_TEMPLATES_DIR / PROFILE_POD_TEMPLATE.format(profile=name)
     if not path.is_file():
         known = profile_pod_templates(path.parent)
         raise ValueError(f"unknown resource profile {name!r}; this team has: {', '.join(known) or 'none'}")
@@ -129,7 +129,7 @@ def _pod_override(path: str, mtime: float) -> Any:
     return PodGenerator.deserialize_model_file(path)
 
 
-def _team_root(start: Path) -> Path:
+def team_root(start: Path) -> Path:
     for folder in start.parents:
         if (folder / POD_TEMPLATES_DIR).is_dir():
             return folder

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from airflow.policies import hookimpl
 
+from ariel_airflow.effective_pod import CHECKED_ENVIRONMENT, effective_pod
 from ariel_airflow.rules.base import Finding
 from ariel_airflow.rules.dags import check_dag, check_task
 from ariel_airflow.rules.pods import check_pod, schema_errors
@@ -29,8 +30,6 @@ from ariel_airflow.rules.secrets import (
     uses_on_task,
 )
 from ariel_airflow.team import Team, TeamRepo
-
-CHECKED_ENVIRONMENT = "prod"  # the environment whose base pod template the tasks' pods are built on
 
 
 def check_repo(repo: TeamRepo) -> list[Finding]:
@@ -144,25 +143,11 @@ class _EffectivePodChecks:
         return path, [Finding("ARL301", f"{path}: {f.message}") for f in _schema_findings(path)]
 
     def _merge_and_check(self, task: Any, own_template: str | None) -> list[Finding]:
-        from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
-
         base_path, problems = self._base(own_template)
         if base_path is None or problems:
             return problems
         try:
-            pod = PodGenerator.construct_pod(
-                dag_id=task.dag_id,
-                task_id=task.task_id,
-                pod_id=f"{task.dag_id}-{task.task_id}"[:63],
-                try_number=1,
-                kube_image="ariel-check",
-                date=None,
-                args=[],
-                pod_override_object=PodGenerator.from_obj(task.executor_config),
-                base_worker_pod=_read_pod(base_path),
-                namespace=None,  # keep the template's namespace: a pod that names none is a finding
-                scheduler_job_id="ariel-check",
-            )
+            pod = effective_pod(task, base_path)
         except Exception as exc:  # a malformed executor_config is a finding, not a crash
             return [Finding("ARL301", f"executor_config does not make a pod: {exc}")]
         return list(check_pod(pod, self.repo.team))

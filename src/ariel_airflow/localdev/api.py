@@ -139,6 +139,9 @@ class AirflowClient:
             ]
         return RunResult(dag_id, run_id, state, failed)
 
+    def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        return self._all(f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances", "task_instances")
+
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int, map_index: int = -1) -> str:
         data = self._json(
             "GET",

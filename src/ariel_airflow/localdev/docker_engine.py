@@ -53,6 +53,9 @@ class DockerEngine(StackEngine):
     def services(self, state: StackState) -> list[Service]:
         return services(self.repo.team.bundle_name, state, compose.CONTAINER_LAYOUT, pool=self.repo.team.pool)
 
+    def host_airflow_home(self) -> Path:
+        return self.docker_dir / compose.WRITTEN_DIRS[compose.CONTAINER_LAYOUT.airflow_home]
+
     @cached_property
     def docker_client(self) -> docker.DockerClient:
         return docker_client()

@@ -51,6 +51,9 @@ class NativeEngine(StackEngine):
             pgbouncer_dir=self.state_dir / "pgbouncer",
         )
 
+    def host_airflow_home(self) -> Path:
+        return Path(self.layout().airflow_home)
+
     def services(self, state: StackState) -> list[Service]:
         return services(self.repo.team.bundle_name, state, self.layout(), pool=self.repo.team.pool)
 

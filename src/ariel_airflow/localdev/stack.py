@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -65,6 +66,10 @@ class StackEngine(ABC):
     @abstractmethod
     def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
         """Write the last ``lines`` of one service's log (all when ``None``), then new lines if ``follow``."""
+
+    @abstractmethod
+    def host_airflow_home(self) -> Path:
+        """The stack's AIRFLOW_HOME as the host sees it (task usage records are kept there)."""
 
     # -- shared -----------------------------------------------------------------------------------
     def state(self) -> StackState | None:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from pathlib import PurePath
 
 from ariel_airflow.localdev.state import StackState
+from ariel_airflow.localdev.usage import PLUGIN_FILE, plugin_source
 from ariel_airflow.policies import LOCAL_SETTINGS_FILE, local_settings_source
 
 DB_NAME = "airflow"
@@ -215,6 +216,8 @@ def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> li
                 str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD}),
                 # The platform's cluster policies: the local dag-processor refuses what CI refuses.
                 str(layout.airflow_home / "config" / LOCAL_SETTINGS_FILE): local_settings_source(),
+                # What each task try uses, recorded in the task process (`ariel local usage`).
+                str(layout.airflow_home / "plugins" / PLUGIN_FILE): plugin_source(),
             },
         ),
         airflow(
