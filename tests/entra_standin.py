@@ -5,32 +5,24 @@ the tenant's OpenID configuration, the OAuth2 token endpoint and (for a user's s
 ``az login --use-device-code`` makes it) the device code endpoint; user grants get a refresh token,
 an ID token and client_info for ``user``, as Entra gives them. Clients reach it as
 ``login.microsoftonline.com`` (the default authority, so nothing in the credential's configuration
-changes) through ``proxy_url``, a CONNECT proxy like a company's: set HTTPS_PROXY to it. Its
-certificate is self-signed, made at start; point SSL_CERT_FILE and REQUESTS_CA_BUNDLE at ``ca_file``
-as for a company's TLS-intercepting proxy. Every token request is recorded for the tests.
+changes) through ``proxy_url``, the CONNECT proxy of tests/standin_network.py: set the variables of
+``client_env()``. Other stand-ins join its network (``proxy.route``, ``ca.server_context``), as the
+Key Vault stand-in does. Every token request is recorded for the tests, with the token issued.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import datetime
 import itertools
 import json
-import socket
-import ssl
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from standin_network import ConnectProxy, TestCA, https_server
 
 ENTRA_HOST = "login.microsoftonline.com"  # azure-identity's default authority host
 DEVICE_CODE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
@@ -42,6 +34,7 @@ USER_GRANTS = {DEVICE_CODE_GRANT, "refresh_token"}  # the grants a user's sign-i
 class TokenRequest:
     tenant: str
     form: dict[str, str]
+    access_token: str  # what the stand-in answered with
 
 
 @dataclass
@@ -57,7 +50,8 @@ class EntraStandIn:
     _device_code_scope: str = ""
 
     def __enter__(self) -> EntraStandIn:
-        self.ca_file, key_file = _self_signed(self.folder)
+        self.ca = TestCA(self.folder)
+        self.ca_file = self.ca.ca_file
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,7 +77,9 @@ class EntraStandIn:
                 if not path.endswith("/oauth2/v2.0/token"):
                     self._json({"error": "not_found", "error_description": path}, 404)
                     return
-                standin.requests.append(TokenRequest(tenant=tenant, form=form))
+                standin.requests.append(
+                    TokenRequest(tenant=tenant, form=form, access_token=standin.access_token)
+                )
                 token = {
                     "token_type": "Bearer",
                     "expires_in": standin.expires_in,
@@ -104,20 +100,22 @@ class EntraStandIn:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.ca_file, key_file)
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.proxy = ThreadingHTTPServer(("127.0.0.1", 0), _tunnel_to(self.server.server_address))
-        self.proxy_url = f"http://127.0.0.1:{self.proxy.server_address[1]}"
-        for server in (self.server, self.proxy):
-            threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.server = https_server(self.ca.server_context(ENTRA_HOST), Handler)
+        self.proxy = ConnectProxy()
+        self.proxy.route(ENTRA_HOST, self.server.server_address)
+        self.proxy_url = self.proxy.url
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for server in (self.proxy, self.server):
-            server.shutdown()
-            server.server_close()
+        self.proxy.close()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def issued(self, token: str, scope: str) -> bool:
+        """Whether this stand-in gave ``token`` for ``scope`` (a resource's check of a bearer token)."""
+        return any(
+            r.access_token == token and scope in r.form.get("scope", "").split() for r in self.requests
+        )
 
     def client_env(self) -> dict[str, str]:
         """What a client needs to reach and trust the stand-in."""
@@ -175,61 +173,5 @@ def _b64(document: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
 
 
-def _tunnel_to(address: tuple[str, int]) -> type[BaseHTTPRequestHandler]:
-    """A CONNECT proxy that takes every tunnel, whatever host it names, to ``address``."""
-
-    class Tunnel(BaseHTTPRequestHandler):
-        def do_CONNECT(self) -> None:  # noqa: N802 - the http.server API
-            upstream = socket.create_connection(address)
-            self.send_response(200, "Connection established")
-            self.end_headers()
-            threading.Thread(target=_pipe, args=(upstream, self.connection), daemon=True).start()
-            _pipe(self.connection, upstream)
-            self.close_connection = True
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    return Tunnel
-
-
-def _pipe(source: socket.socket, sink: socket.socket) -> None:
-    try:
-        while data := source.recv(65536):
-            sink.sendall(data)
-    except OSError:
-        pass
-    finally:
-        with contextlib.suppress(OSError):
-            sink.shutdown(socket.SHUT_WR)
-
-
 def _openid_url(authorization_endpoint: str) -> str:
     return authorization_endpoint.replace("/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration")
-
-
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for Entra's host that is its own CA (so it can be the trusted bundle)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ENTRA_HOST)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(ENTRA_HOST)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "entra-standin.pem", folder / "entra-standin.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file

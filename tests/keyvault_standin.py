@@ -2,40 +2,44 @@
 
 No Azure service is reachable from the tests, so this speaks the Key Vault protocol for what the kit
 uses: the challenge-based authentication (an unauthenticated request gets 401 and a
-``WWW-Authenticate: Bearer authorization=..., resource=...`` challenge; then a bearer token), listing
-secret properties in pages linked by ``nextLink``, getting a secret, and setting one. Its TLS
-certificate is signed by a CA made at test time; the client trusts that CA through
-``connection_verify``.
+``WWW-Authenticate: Bearer authorization=..., resource=...`` challenge naming the vault's tenant;
+then a bearer token, accepted only if the Entra stand-in issued it for Key Vault's scope), listing
+secret properties in pages linked by ``nextLink``, getting a secret, and setting one.
+
+It joins the Entra stand-in's network (tests/standin_network.py): the proxy routes every
+``*.vault.azure.net`` host to it, with a certificate for ``*.vault.azure.net`` from the same test
+CA, so a client reaches it at a vault's real URL and the challenge's resource matches the vault's
+domain, as azure-keyvault-secrets verifies by default. One stand-in serves every vault host; each
+request records the host it named.
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import re
-import ssl
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from azure.core.credentials import AccessToken
-from azure.keyvault.secrets import SecretClient
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from entra_standin import ENTRA_HOST, EntraStandIn
+from standin_network import https_server
 
-TENANT_ID = "00000000-0000-0000-0000-0000000000aa"
+VAULT_HOSTS = "*.vault.azure.net"  # Azure public cloud's vaults
 RESOURCE = "https://vault.azure.net"
-CHALLENGE = f'Bearer authorization="https://login.microsoftonline.com/{TENANT_ID}", resource="{RESOURCE}"'
+SCOPE = f"{RESOURCE}/.default"  # what a client asks Entra for, from the challenge's resource
 # What Key Vault accepts as a secret name.
 SECRET_NAME = re.compile(r"[0-9a-zA-Z-]{1,127}")
+
+
+@dataclass
+class VaultRequest:
+    method: str
+    host: str  # the vault's hostname the client named (Host header)
+    path: str
+    token: str | None  # the bearer token it presented, if any
 
 
 @dataclass
@@ -47,85 +51,64 @@ class StoredSecret:
     created: int = field(default_factory=lambda: int(time.time()))
 
 
-class StaticTokenCredential:
-    """A TokenCredential whose token the stand-in accepts; it records the scopes it was asked for."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-
 class KeyVaultStandin:
-    """``with KeyVaultStandin(tmp_path) as vault:`` a vault at ``vault.url``.
+    """``with KeyVaultStandin(entra, tenant) as vault:`` every ``https://<name>.vault.azure.net/``.
 
     ``secrets`` holds what the vault stores (name -> StoredSecret); ``refuse`` maps names to the
     HTTP status a write of that name gets (a missing permission or a policy); ``page_size`` is how
-    many secrets one list page holds, so that listing follows ``nextLink``.
+    many secrets one list page holds, so that listing follows ``nextLink``. ``tenant`` is the
+    vault's tenant, named in the challenge. ``reset()`` empties it between tests.
     """
 
-    def __init__(self, workdir: Path, page_size: int = 2) -> None:
-        self.workdir = Path(workdir)
+    def __init__(self, entra: EntraStandIn, tenant: str, page_size: int = 2) -> None:
+        self.entra = entra
+        self.tenant = tenant
         self.page_size = page_size
-        self.token = f"test-token-{uuid.uuid4().hex}"
         self.secrets: dict[str, StoredSecret] = {}
         self.refuse: dict[str, int] = {}
-        self.requests: list[tuple[str, str, bool]] = []  # method, path, authenticated
-        self.ca_file = self.workdir / "standin-ca.pem"
-        self._server: ThreadingHTTPServer | None = None
+        self.requests: list[VaultRequest] = []
 
     @property
-    def url(self) -> str:
-        assert self._server, "start the stand-in first"
-        return f"https://127.0.0.1:{self._server.server_address[1]}/"
+    def challenge(self) -> str:
+        return f'Bearer authorization="https://{ENTRA_HOST}/{self.tenant}", resource="{RESOURCE}"'
 
-    def credential(self) -> StaticTokenCredential:
-        return StaticTokenCredential(self.token)
-
-    def client(self, vault_url: str | None = None, credential: Any = None) -> SecretClient:
-        """A real SecretClient for this vault. The challenge names vault.azure.net, as Azure's does,
-        which is not the stand-in's host, hence ``verify_challenge_resource=False``."""
-        return SecretClient(
-            vault_url=vault_url or self.url,
-            credential=credential or self.credential(),
-            connection_verify=str(self.ca_file),
-            verify_challenge_resource=False,
-        )
+    def authorized(self, token: str | None) -> bool:
+        return token is not None and self.entra.issued(token, SCOPE)
 
     def add(self, name: str, value: str, enabled: bool = True) -> None:
         self.secrets[name] = StoredSecret(value=value, enabled=enabled)
 
+    def reset(self) -> None:
+        self.secrets.clear()
+        self.refuse.clear()
+        self.requests.clear()
+
     def __enter__(self) -> KeyVaultStandin:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        cert_file, key_file = _certificates(self.workdir, self.ca_file)
-        context.load_cert_chain(cert_file, key_file)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = https_server(self.entra.ca.server_context(VAULT_HOSTS), _handler_for(self))
+        self.entra.proxy.route(VAULT_HOSTS, self._server.server_address)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        assert self._server
+        self.entra.proxy.routes.pop(VAULT_HOSTS, None)
         self._server.shutdown()
         self._server.server_close()
 
     # The protocol, one method per call.
 
-    def list_page(self, skip: int) -> dict[str, Any]:
+    def list_page(self, vault_url: str, skip: int) -> dict[str, Any]:
         names = sorted(self.secrets)
         page = names[skip : skip + self.page_size]
-        body: dict[str, Any] = {"value": [self._properties(name, with_version=False) for name in page]}
+        body: dict[str, Any] = {
+            "value": [self._properties(vault_url, name, with_version=False) for name in page]
+        }
         more = skip + self.page_size < len(names)
         # Key Vault's nextLink is a full URL with a continuation token and the api-version.
         body["nextLink"] = (
-            f"{self.url}secrets?api-version=7.6&$skiptoken={skip + self.page_size}" if more else None
+            f"{vault_url}secrets?api-version=7.6&$skiptoken={skip + self.page_size}" if more else None
         )
         return body
 
-    def get(self, name: str) -> tuple[int, dict[str, Any]]:
+    def get(self, vault_url: str, name: str) -> tuple[int, dict[str, Any]]:
         secret = self.secrets.get(name)
         if secret is None:
             return 404, _error(
@@ -133,9 +116,9 @@ class KeyVaultStandin:
             )
         if not secret.enabled:
             return 403, _error("Forbidden", "Operation get is not allowed on a disabled secret.")
-        return 200, {"value": secret.value, **self._properties(name, with_version=True)}
+        return 200, {"value": secret.value, **self._properties(vault_url, name, with_version=True)}
 
-    def set(self, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    def set(self, vault_url: str, name: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         if not SECRET_NAME.fullmatch(name):
             return 400, _error("BadParameter", "The request URI contains an invalid name: " + name)
         if name in self.refuse:
@@ -148,11 +131,11 @@ class KeyVaultStandin:
         self.secrets[name] = StoredSecret(
             value=body["value"], enabled=attributes.get("enabled", True), content_type=body.get("contentType")
         )
-        return 200, {"value": body["value"], **self._properties(name, with_version=True)}
+        return 200, {"value": body["value"], **self._properties(vault_url, name, with_version=True)}
 
-    def _properties(self, name: str, with_version: bool) -> dict[str, Any]:
+    def _properties(self, vault_url: str, name: str, with_version: bool) -> dict[str, Any]:
         secret = self.secrets[name]
-        secret_id = f"{self.url}secrets/{name}" + (f"/{secret.version}" if with_version else "")
+        secret_id = f"{vault_url}secrets/{name}" + (f"/{secret.version}" if with_version else "")
         properties: dict[str, Any] = {
             "id": secret_id,
             "attributes": {
@@ -188,15 +171,19 @@ def _handler_for(vault: KeyVaultStandin) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             url = urlsplit(self.path)
-            authenticated = self.headers.get("Authorization") == f"Bearer {vault.token}"
-            vault.requests.append((method, url.path, authenticated))
-            if not authenticated:
-                # The first request of a client carries no token (and no body): answer with the
-                # challenge that tells it the tenant and the resource to ask a token for.
+            scheme, _, credentials = (self.headers.get("Authorization") or "").partition(" ")
+            token = credentials if scheme == "Bearer" else None
+            host = self.headers.get("Host", "")
+            vault_url = f"https://{host}/"  # the nextLink and the ids it returns name the vault asked
+            vault.requests.append(VaultRequest(method, host, url.path, token))
+            if not vault.authorized(token):
+                # The first request of a client carries no token (and no body), and a token Entra
+                # did not issue for Key Vault is refused alike: the challenge tells the client the
+                # tenant and the resource to ask a token for.
                 self._reply(
                     401,
                     _error("Unauthorized", "AKV10000: Request is missing a Bearer or PoP token."),
-                    {"WWW-Authenticate": CHALLENGE},
+                    {"WWW-Authenticate": vault.challenge},
                 )
                 return
             if "api-version" not in parse_qs(url.query):
@@ -205,15 +192,15 @@ def _handler_for(vault: KeyVaultStandin) -> type[BaseHTTPRequestHandler]:
             parts = [part for part in url.path.split("/") if part]
             if method == "GET" and parts == ["secrets"]:
                 skip = int(parse_qs(url.query).get("$skiptoken", ["0"])[0])
-                self._reply(200, vault.list_page(skip))
+                self._reply(200, vault.list_page(vault_url, skip))
             elif method == "GET" and len(parts) in (2, 3) and parts[0] == "secrets":
-                self._reply(*vault.get(parts[1]))
+                self._reply(*vault.get(vault_url, parts[1]))
             elif method == "PUT" and len(parts) == 2 and parts[0] == "secrets":
                 try:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
                     body = {}
-                self._reply(*vault.set(parts[1], body))
+                self._reply(*vault.set(vault_url, parts[1], body))
             else:
                 self._reply(404, _error("NotFound", f"{method} {url.path} is not a call the stand-in knows"))
 
@@ -228,67 +215,3 @@ def _handler_for(vault: KeyVaultStandin) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(data)
 
     return Handler
-
-
-def _certificates(workdir: Path, ca_file: Path) -> tuple[Path, Path]:
-    """A CA (written to ``ca_file``) and a server certificate for 127.0.0.1 and localhost signed by it."""
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Key Vault stand-in test CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    cert_file, key_file = workdir / "standin-cert.pem", workdir / "standin-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_file, key_file

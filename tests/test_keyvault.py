@@ -1,19 +1,27 @@
-"""`ariel secrets verify` and `ariel secrets push` against a local Key Vault stand-in.
+"""`ariel secrets verify` and `ariel secrets push` against local Key Vault and Entra stand-ins.
 
-The CLI runs through its real entry point (``cli.main``) and the real azure-keyvault-secrets
-SecretClient, challenge authentication included; only the credential differs from production
-(DefaultAzureCredential there, a test TokenCredential here, since no Azure is reachable).
+Nothing of the kit is replaced: the CLI runs through its real entry point (``cli.main``, or an
+``ariel`` process), whose DefaultAzureCredential finds a service principal in AZURE_CLIENT_ID,
+AZURE_TENANT_ID and AZURE_CLIENT_SECRET (as a CI job's) and takes its token from the Entra stand-in,
+and whose SecretClient reaches the Key Vault stand-in at the vault's real URL
+(``https://kv-recon-test.vault.azure.net/``) through the stand-ins' CONNECT proxy, the challenge's
+resource verified as against Azure. Only environment variables point the process at them
+(tests/standin_network.py).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from entra_standin import EntraStandIn
+from keyvault_standin import SCOPE as VAULT_SCOPE
 from keyvault_standin import KeyVaultStandin
 
 from ariel_airflow import cli, keyvault
@@ -24,6 +32,9 @@ from conftest import no_traceback, run_ariel
 # Distinctive values: none of them may ever reach stdout, stderr or a log record.
 PASSWORD = "pw-Zq81-never-print-me"
 TOKEN = "tok-7Hx2-never-print-me"
+CLIENT_SECRET = "sp-secret-Wk3d-never-print-me"  # the service principal's, as a CI job has it
+TENANT = "3f1c6a2e-0000-4000-8000-00000000a11e"
+CLIENT = "8d2b7c4e-0000-4000-8000-0000000c11e7"
 # The names the team's task pods look up (AzureKeyVaultBackend.build_path of the pod template's prefix).
 WAREHOUSE = "airflow-connections-recon-recon-warehouse"
 EXPORT_PATH = "airflow-variables-recon-export-path"
@@ -31,12 +42,16 @@ API_TOKEN = "airflow-variables-recon-api-token"
 DECLARED = (WAREHOUSE, EXPORT_PATH, API_TOKEN)
 
 
-def team_repo(root: Path, vault_url: str) -> Path:
-    """A team repository as `copier copy` leaves it, for team "recon" whose vaults are the stand-in."""
+def vault_host(environment: str) -> str:
+    return f"kv-recon-{environment}.vault.azure.net"
+
+
+def team_repo(root: Path) -> Path:
+    """A team repository as `copier copy` leaves it, for team "recon" with a vault per environment."""
     (root / "dags").mkdir(parents=True)
     (root / ANSWERS_FILE).write_text(
         "team_name: recon\n"
-        + "".join(f"keyvault_url_{env}: {vault_url}\n" for env in ("dev", "test", "prod"))
+        + "".join(f"keyvault_url_{env}: https://{vault_host(env)}/\n" for env in ("dev", "test", "prod"))
     )
     (root / "secrets.yaml").write_text(
         "connections:\n  recon_warehouse: {type: postgres}\nvariables:\n  export_path: {}\n  api_token: {}\n"
@@ -50,23 +65,68 @@ def team_repo(root: Path, vault_url: str) -> Path:
     return root
 
 
-@pytest.fixture
-def vault(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KeyVaultStandin]:
-    """The stand-in, and the kit's client factory pointed at it with a test credential."""
-    with KeyVaultStandin(tmp_path) as standin:
-        monkeypatch.setattr(keyvault, "secret_client", standin.client)
-        yield standin
+@pytest.fixture(scope="module")
+def standins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EntraStandIn, KeyVaultStandin]]:
+    """Entra and every *.vault.azure.net, once for the module; emptied for each test."""
+    with EntraStandIn(tmp_path_factory.mktemp("azure")) as entra, KeyVaultStandin(entra, TENANT) as vault:
+        yield entra, vault
 
 
 @pytest.fixture
-def repo(tmp_path: Path, vault: KeyVaultStandin) -> Path:
-    return team_repo(tmp_path / "team-recon", vault.url)
+def entra(
+    standins: tuple[EntraStandIn, KeyVaultStandin], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> EntraStandIn:
+    """A CI job's environment: the team's service principal, the company proxy and its CA; no Azure
+    settings, proxy exceptions or sign-ins of the machine's own."""
+    entra, vault = standins
+    for name in [name for name in os.environ if name.startswith("AZURE_")]:
+        monkeypatch.delenv(name)
+    for name in ("NO_PROXY", "no_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name, value in entra.client_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT)
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", CLIENT_SECRET)
+    entra.requests.clear()
+    entra.access_token = f"kv-token-{uuid.uuid4().hex}"  # this test's: the vault accepts no other
+    vault.reset()
+    return entra
+
+
+@pytest.fixture
+def vault(standins: tuple[EntraStandIn, KeyVaultStandin], entra: EntraStandIn) -> KeyVaultStandin:
+    return standins[1]
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return team_repo(tmp_path / "team-recon")
+
+
+def assert_sent_as_the_service_principal(
+    entra: EntraStandIn, vault: KeyVaultStandin, environment: str
+) -> None:
+    """Entra was asked for a Key Vault token by the environment's service principal, and every call
+    went to the environment's vault, under its hostname, with the token Entra issued."""
+    assert entra.requests, "no token was asked of Entra"
+    for request in entra.requests:
+        assert request.tenant == TENANT
+        assert request.form["grant_type"] == "client_credentials"
+        assert request.form["client_id"] == CLIENT
+        assert request.form["client_secret"] == CLIENT_SECRET
+        assert request.form["scope"] == VAULT_SCOPE
+    assert {r.host for r in vault.requests} == {vault_host(environment)}
+    presented = {r.token for r in vault.requests if r.token}
+    assert presented == {entra.access_token}
+    assert entra.access_token in {r.access_token for r in entra.requests}
 
 
 def ariel(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
 ) -> tuple[int, str, str]:
-    """Run the `ariel` entry point in this process (where the stand-in's client is set up)."""
+    """Run the `ariel` entry point in this process (its log records reach caplog)."""
     monkeypatch.setattr(sys, "argv", ["ariel", *args])
     with pytest.raises(SystemExit) as exited:
         cli.main()
@@ -76,11 +136,11 @@ def ariel(
 
 def assert_no_value(*texts: str) -> None:
     for text in texts:
-        for value in (PASSWORD, TOKEN):
+        for value in (PASSWORD, TOKEN, CLIENT_SECRET):
             assert value not in text
 
 
-def test_verify_all_present_exits_0(vault, repo, monkeypatch, capsys, caplog) -> None:
+def test_verify_all_present_exits_0(entra, vault, repo, monkeypatch, capsys, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     vault.add(WAREHOUSE, f"postgresql://etl:{PASSWORD}@warehouse.example:5432/dw")
     vault.add(EXPORT_PATH, "/data/exports")
@@ -92,11 +152,12 @@ def test_verify_all_present_exits_0(vault, repo, monkeypatch, capsys, caplog) ->
     assert "missing" not in out and "unexpected" not in out
     assert_no_value(out, err, caplog.text)
     # Names and properties only: the listing was paged (page size 2, 4 secrets) and no secret was read.
-    assert [path for method, path, _ in vault.requests if method == "GET"] == ["/secrets"] * 3
-    assert not any(path.startswith("/secrets/") for _, path, _ in vault.requests)
+    assert [(r.method, r.path) for r in vault.requests if r.token] == [("GET", "/secrets")] * 2
+    assert not any(r.path.startswith("/secrets/") for r in vault.requests)
+    assert_sent_as_the_service_principal(entra, vault, "test")
 
 
-def test_verify_missing_exits_1_naming_it(vault, repo, monkeypatch, capsys) -> None:
+def test_verify_missing_exits_1_naming_it(entra, vault, repo, monkeypatch, capsys) -> None:
     vault.add(WAREHOUSE, "postgresql://etl:x@h/dw")
     vault.add(EXPORT_PATH, "/data/exports")
     code, out, err = ariel(
@@ -107,12 +168,19 @@ def test_verify_missing_exits_1_naming_it(vault, repo, monkeypatch, capsys) -> N
     assert report["ok"] is False
     assert report["missing"] == [{"name": API_TOKEN, "kind": "variable", "id": "api_token"}]
     assert {f["name"] for f in report["present"]} == {WAREHOUSE, EXPORT_PATH}
-    code, out, _ = ariel(monkeypatch, capsys, "secrets", "verify", "test", "--team-repo", str(repo))
-    assert code == 1
-    assert any("missing" in line and API_TOKEN in line for line in out.splitlines())
+    assert_sent_as_the_service_principal(entra, vault, "test")
+    # As the generated CI runs it: an `ariel` process, pointed at Azure by its environment alone.
+    entra.requests.clear()
+    vault.requests.clear()
+    done = run_ariel("secrets", "verify", "test", "--team-repo", str(repo), timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert any("missing" in line and API_TOKEN in line for line in done.stdout.splitlines())
+    assert no_traceback(done)
+    assert_sent_as_the_service_principal(entra, vault, "test")
+    assert_no_value(done.stdout, done.stderr)
 
 
-def test_verify_reports_disabled(vault, repo, monkeypatch, capsys) -> None:
+def test_verify_reports_disabled(entra, vault, repo, monkeypatch, capsys) -> None:
     vault.add(WAREHOUSE, "postgresql://etl:x@h/dw", enabled=False)
     vault.add(EXPORT_PATH, "/data/exports")
     vault.add(API_TOKEN, TOKEN)
@@ -125,6 +193,7 @@ def test_verify_reports_disabled(vault, repo, monkeypatch, capsys) -> None:
     # A disabled secret fails the task that reads it (Key Vault answers 403), so it fails verify too.
     assert code == 1
     assert_no_value(out, err)
+    assert_sent_as_the_service_principal(entra, vault, "test")
 
 
 def test_verify_reports_unexpected(vault, repo, monkeypatch, capsys) -> None:
@@ -142,41 +211,42 @@ def test_verify_reports_unexpected(vault, repo, monkeypatch, capsys) -> None:
 
 
 def test_verify_without_a_vault_for_env_names_the_answer(tmp_path, monkeypatch, capsys) -> None:
-    root = team_repo(tmp_path / "team", "https://kv-recon-test.vault.azure.net/")
+    root = team_repo(tmp_path / "team")
     answers = root / ANSWERS_FILE
-    answers.write_text(
-        answers.read_text().replace("keyvault_url_dev: https://kv-recon-test.vault.azure.net/\n", "")
-    )
+    answers.write_text(answers.read_text().replace(f"keyvault_url_dev: https://{vault_host('dev')}/\n", ""))
     code, out, err = ariel(monkeypatch, capsys, "secrets", "verify", "dev", "--team-repo", str(root))
     assert code == 2
     assert "keyvault_url_dev" in err and "copier update" in err
     assert "Traceback" not in err
 
 
-def push_back(vault: KeyVaultStandin, repo: Path, name: str, kind: str, secret_id: str) -> str | None:
+def push_back(repo: Path, kind: str, secret_id: str) -> str | None:
     """A value as the team's task pods read it: the provider's AzureKeyVaultBackend with the pod
-    template's prefixes, its SecretClient pointed at the stand-in."""
+    template's settings, its own client and DefaultAzureCredential (the service principal here)."""
     from airflow.providers.microsoft.azure.secrets.key_vault import AzureKeyVaultBackend
 
     from ariel_airflow.team import TeamRepo
 
     team = TeamRepo.load(repo).team
     backend = AzureKeyVaultBackend(**team.worker_secrets_backend_kwargs("dev"))
-    backend.__dict__["client"] = vault.client()  # the cached client, with the test credential
     if kind == "connection":
         return backend.get_conn_value(secret_id)
     return backend.get_variable(secret_id)
 
 
-def test_push_to_dev_writes_the_values(vault, repo, monkeypatch, capsys, caplog) -> None:
+def test_push_to_dev_writes_the_values(entra, vault, repo, monkeypatch, capsys, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     code, out, err = ariel(monkeypatch, capsys, "secrets", "push", "dev", "--team-repo", str(repo))
     assert code == 0, out + err
     assert all(name in out for name in DECLARED)
     assert_no_value(out, err, caplog.text)
+    assert_sent_as_the_service_principal(entra, vault, "dev")
+    assert [(r.method, r.path) for r in vault.requests if r.token] == [
+        ("PUT", f"/secrets/{n}") for n in DECLARED
+    ]
     from airflow.models.connection import Connection
 
-    conn = Connection.from_json(push_back(vault, repo, WAREHOUSE, "connection", "recon_warehouse"))
+    conn = Connection.from_json(push_back(repo, "connection", "recon_warehouse"))
     assert (conn.conn_type, conn.host, conn.login, conn.password, conn.port, conn.schema) == (
         "postgres",
         "warehouse.example",
@@ -185,11 +255,11 @@ def test_push_to_dev_writes_the_values(vault, repo, monkeypatch, capsys, caplog)
         5432,
         "dw",
     )
-    assert push_back(vault, repo, API_TOKEN, "variable", "api_token") == TOKEN
-    assert push_back(vault, repo, EXPORT_PATH, "variable", "export_path") == "/data/exports"
+    assert push_back(repo, "variable", "api_token") == TOKEN
+    assert push_back(repo, "variable", "export_path") == "/data/exports"
 
 
-def test_push_from_ci_variables(vault, repo, monkeypatch, capsys) -> None:
+def test_push_from_ci_variables(entra, vault, repo, monkeypatch, capsys) -> None:
     monkeypatch.setenv("AIRFLOW_CONN_RECON_WAREHOUSE", f"postgresql://ci:{PASSWORD}@db.ci:5432/dw")
     monkeypatch.setenv("AIRFLOW_VAR_API_TOKEN", TOKEN)
     monkeypatch.delenv("AIRFLOW_VAR_EXPORT_PATH", raising=False)
@@ -202,6 +272,7 @@ def test_push_from_ci_variables(vault, repo, monkeypatch, capsys) -> None:
     assert EXPORT_PATH not in vault.secrets
     assert any(EXPORT_PATH in line and "AIRFLOW_VAR_EXPORT_PATH" in line for line in out.splitlines())
     assert_no_value(out, err)
+    assert_sent_as_the_service_principal(entra, vault, "test")
 
 
 def test_env_variable_names_are_airflows_own() -> None:
@@ -211,7 +282,7 @@ def test_env_variable_names_are_airflows_own() -> None:
     assert keyvault.env_var_name("variable", "api_token") == VAR_ENV_PREFIX + "API_TOKEN"
 
 
-def test_push_to_prod_is_refused_naming_the_setting(vault, repo) -> None:
+def test_push_to_prod_is_refused_naming_the_setting(entra, vault, repo) -> None:
     # A real `ariel` process: the refusal comes before any vault is contacted.
     done = run_ariel("secrets", "push", "prod", "--team-repo", str(repo), timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
@@ -219,9 +290,10 @@ def test_push_to_prod_is_refused_naming_the_setting(vault, repo) -> None:
     assert "environments/prod.yaml" in done.stderr
     assert no_traceback(done)
     assert vault.requests == []
+    assert entra.requests == []
 
 
-def test_push_partial_failure_names_written_and_unwritten(vault, repo, monkeypatch, capsys) -> None:
+def test_push_partial_failure_names_written_and_unwritten(entra, vault, repo, monkeypatch, capsys) -> None:
     vault.refuse[API_TOKEN] = 403
     code, out, err = ariel(monkeypatch, capsys, "secrets", "push", "dev", "--team-repo", str(repo), "--json")
     assert code == 1, out + err
@@ -231,6 +303,7 @@ def test_push_partial_failure_names_written_and_unwritten(vault, repo, monkeypat
     assert report["failed"][API_TOKEN].startswith("403")
     assert set(vault.secrets) == {WAREHOUSE, EXPORT_PATH}
     assert_no_value(out, err)
+    assert_sent_as_the_service_principal(entra, vault, "dev")
     code, text, err = ariel(monkeypatch, capsys, "secrets", "push", "dev", "--team-repo", str(repo))
     lines = text.splitlines()
     assert any("not written" in line and API_TOKEN in line and "403" in line for line in lines)

@@ -82,11 +82,11 @@ class VerifyReport:
         return {**asdict(self), "ok": self.ok}
 
 
-def verify(repo: TeamRepo, environment: str, client: SecretClient | None = None) -> VerifyReport:
+def verify(repo: TeamRepo, environment: str) -> VerifyReport:
     """Compare the declared secrets with the vault's secret properties (names and enabled flags)."""
     declared = declared_secrets(repo)
     url = vault_url(repo.team, environment)
-    client = client or secret_client(url)
+    client = secret_client(url)
     enabled = {props.name: bool(props.enabled) for props in _list_properties(client, url)}
     report = VerifyReport(environment=environment, vault_url=url, declared=len(declared))
     names = set()
@@ -193,7 +193,6 @@ def push(
     environment: str,
     platform_dir: Path,
     source: PushSource = "local",
-    client: SecretClient | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> PushReport:
     """Write each declared secret's value from ``source`` into the team's vault for ``environment``."""
@@ -204,7 +203,7 @@ def push(
     url = vault_url(repo.team, environment)
     values = source_values(repo, declared, source, os.environ if environ is None else environ)
     report = PushReport(environment=environment, vault_url=url, source=source)
-    client = client or secret_client(url)
+    client = secret_client(url)
     for secret in declared:
         finding = Finding(name=secret.vault_names[environment], kind=secret.kind, id=secret.id)
         if (secret.kind, secret.id) not in values:
