@@ -22,7 +22,7 @@ from ariel_airflow.localdev.processes import STACK_ENV
 from ariel_airflow.localdev.state import free_port
 from ariel_airflow.team import TeamRepo
 
-from conftest import copy_demo_team, run_ariel, status_json
+from conftest import DEMO_DAG, copy_demo_team, run_ariel, status_json
 
 AIRFLOW = ["api-server", "scheduler", "dag-processor", "triggerer"]
 
@@ -76,6 +76,18 @@ def status_json_any(repo: Path) -> dict:
 
     result = run_ariel("local", "status", "--json", "--team-repo", str(repo))
     return json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def scheduler_with_workers(repo: Path, table) -> tuple[object, list[psutil.Process]]:  # noqa: ANN001
+    """The scheduler and its LocalExecutor workers (spawned by a DAG run), in its session."""
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    scheduler = table.get("scheduler")
+    workers = [
+        p for p in psutil.process_iter() if os.getsid(p.pid) == scheduler.pid and p.pid != scheduler.pid
+    ]
+    assert workers, "a DAG run leaves LocalExecutor workers in the scheduler's session"
+    return scheduler, workers
 
 
 def leftovers(state_dir: Path, sessions: set[int]) -> list[str]:
@@ -132,12 +144,14 @@ def test_native_stack_restarts_what_dies_up_starts_what_is_missing_and_down_leav
     sessions.add(table.get("dag-processor").pid)
 
     # `down` with the scheduler's leader gone and an unreadable stack.json still stops everything.
-    scheduler = table.get("scheduler")
+    scheduler, workers = scheduler_with_workers(repo, table)
+    sessions.add(scheduler.pid)
     os.kill(table.get("launcher").pid, signal.SIGKILL)  # so nobody restarts it
     os.kill(scheduler.pid, signal.SIGKILL)
     (repo / ".ariel" / "stack.json").write_text("{ not json")
     down(repo)
     assert leftovers(repo / ".ariel", sessions) == []
+    assert not [w.pid for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
     down(repo, "--purge")
 
 

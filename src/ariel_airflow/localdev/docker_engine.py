@@ -22,6 +22,7 @@ from typing import Any
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from ariel_airflow.errors import UserError
@@ -178,7 +179,15 @@ class DockerEngine(StackEngine):
     def _wait(self, svc: Service, starter: subprocess.Popen, log: Path) -> None:
         deadline = time.monotonic() + TIMEOUTS[svc.health]
         while True:
-            container = self.containers().get(svc.name)
+            try:
+                container = self.containers().get(svc.name)
+            except (docker.errors.APIError, requests.RequestException):
+                # A daemon busy with other work (builds, other stacks) can time out or fail one
+                # listing; that is no answer about the service: ask again until the deadline.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+                continue
             if container is not None:
                 state = container.attrs["State"]
                 if svc.health is Health.EXITS_ZERO and state["Status"] == "exited":
@@ -287,9 +296,10 @@ class DockerEngine(StackEngine):
             return _exit_reason(state["ExitCode"])
         if not container.attrs["RestartCount"]:
             return None
+        created = datetime.fromisoformat(container.attrs["Created"][:19]).replace(tzinfo=UTC)
         events = self.docker_client.events(
-            since=container.attrs["Created"][:19] + "Z",
-            until=datetime.now(UTC),
+            since=int(created.timestamp()),
+            until=int(time.time()) + 1,
             filters={"container": container.id, "event": "die"},
             decode=True,
         )
