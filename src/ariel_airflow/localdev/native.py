@@ -62,7 +62,8 @@ class NativeEngine(StackEngine):
         """Start what is not running (everything, on a stopped stack); ``supervise``: leave the
         launcher running as the stack's supervisor, which restarts what dies (a detached stack)."""
         running = self._running_components()
-        if running:
+        supervisor = self.table.get(LAUNCHER)
+        if running or (supervisor is not None and supervisor.alive()):  # the supervisor may be backing off
             return self._heal(running, supervise, progress)
         self.table.forget()  # stale pid files of a stack that died: the restarts count from here
         state = self._prepare_state(ui_port, parallelism)
