@@ -292,7 +292,8 @@ class DockerEngine(StackEngine):
 
     def _last_exit(self, container: Container) -> str | None:
         """Why the container last exited: its exit code while it is down; once its restart policy
-        started it again (which resets the code), the daemon's last ``die`` event of it."""
+        started it again (which resets the code), the daemon's last ``die`` event of it, while the
+        daemon still has it."""
         state = container.attrs["State"]
         if state["Status"] in ("exited", "dead", "restarting"):
             return _exit_reason(state["ExitCode"])
@@ -306,7 +307,10 @@ class DockerEngine(StackEngine):
             decode=True,
         )
         codes = [e["Actor"]["Attributes"].get("exitCode") for e in events]
-        return _exit_reason(int(codes[-1])) if codes and codes[-1] is not None else "unknown"
+        if codes and codes[-1] is not None:
+            return _exit_reason(int(codes[-1]))
+        # The daemon keeps its last 256 events only, and health checks make several a second.
+        return f"exited at {state['FinishedAt'][:19]}Z (its code has left the daemon's event log)"
 
     def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
         containers = self.containers()
