@@ -20,6 +20,8 @@ from ariel_airflow.team import TeamRepo
 from conftest import copy_demo_team, run_ariel, status_json
 
 CYCLES = int(os.environ.get("ARIEL_CYCLES", "10"))
+# A cycle takes 1 to 8 minutes on a shared 2-core machine (load 14 measured), Docker the longer.
+pytestmark = pytest.mark.timeout(CYCLES * 600)
 
 
 def cycle(repo: Path, engine: str) -> None:
