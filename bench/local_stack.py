@@ -170,8 +170,11 @@ def main() -> None:
         theirs = measure_standalone(repo, workdir, args.idle_seconds)
         for key, value in theirs.items():
             print(f"standalone     {key:14} {value:8.1f}")
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        # The stack's logs (team-demo/.ariel/logs, .ariel/docker/compose.log) are the only clue.
+        print(f"bench failed; its work folder is kept for the logs: {workdir}", file=sys.stderr)
+        raise
+    shutil.rmtree(workdir, ignore_errors=True)
     figures, ratios = {}, {}
     for name, ours in results.items():
         figures |= {f"{name}_{k}": round(v, 2) for k, v in ours.items()}

@@ -4,7 +4,7 @@ import sys
 import time
 from pathlib import Path
 
-from ariel_airflow.localdev.processes import ProcessTable, Tracked
+from ariel_airflow.localdev.processes import ORPHAN_GRACE, ProcessTable, Tracked
 
 
 def test_start_tracks_by_pid_file_and_stop_ends_the_whole_group(tmp_path: Path) -> None:
@@ -32,3 +32,29 @@ def test_a_recycled_pid_is_not_taken_for_ours(tmp_path: Path) -> None:
     # Our own pid, but a start time that does not match: some other process now has that pid.
     stranger = Tracked("svc", os.getpid(), started=1.0)
     assert not stranger.alive()
+
+
+def test_a_session_whose_leader_was_killed_is_stopped_even_if_it_ignores_sigterm(tmp_path: Path) -> None:
+    """A scheduler killed with SIGKILL leaves workers that ignore SIGTERM: stop() ends them."""
+    table = ProcessTable(tmp_path / "run", tmp_path / "logs")
+    worker = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('worker', flush=True); time.sleep(120)"
+    )
+    script = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {worker!r}]); time.sleep(120)"
+    )
+    tracked = table.start("svc", [sys.executable, "-c", script], env=dict(os.environ), cwd=tmp_path)
+    deadline = time.monotonic() + 10
+    while "worker" not in table.log_file("svc").read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    worker_proc = tracked.process().children()[0]
+    os.kill(tracked.pid, signal.SIGKILL)
+    tracked.popen.wait(5)
+    assert table.strays() == [worker_proc]  # found by the stack's mark, though its parent is gone
+
+    t0 = time.monotonic()
+    assert table.stop({"svc": signal.SIGTERM}, timeout=30) == ["svc"]
+    assert time.monotonic() - t0 < ORPHAN_GRACE + 6  # the grace of an orphan, not the leader's timeout
+    assert not worker_proc.is_running() or worker_proc.status() == "zombie"
+    assert table.strays() == []

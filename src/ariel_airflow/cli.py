@@ -229,7 +229,7 @@ def local_up(
     if why_not_docker:
         progress.info(f"not the docker engine: {why_not_docker}")
     _stop_on_sigterm()
-    state = stack.up(ui_port=port, parallelism=parallelism, progress=progress)
+    state = stack.up(ui_port=port, parallelism=parallelism, progress=progress, supervise=detach)
     err_console.print(
         f"\n[bold green]Airflow is up[/] in {progress.elapsed():.0f}s: "
         f"[bold]http://127.0.0.1:{state.ui_port}[/]  login [bold]{ADMIN_USER}[/] / [bold]{ADMIN_PASSWORD}[/]"
@@ -663,12 +663,13 @@ def secrets_local_check(team_repo: TeamRepoOption = Path(".")) -> None:
 
 def _print_status(status: dict[str, Any]) -> None:
     table = Table(title=f"{status['team']} ({status['engine']}) {status['url']}")
-    for column in ("service", "health", "pid", "port"):
+    for column in ("service", "health", "pid", "port", "restarts", "last exit"):
         table.add_column(column)
-    colours = {"healthy": "green", "unhealthy": "yellow", "stopped": "red"}
+    colours = {"healthy": "green", "unhealthy": "yellow", "restarting": "yellow", "stopped": "red"}
     for row in status["services"]:
         health = f"[{colours[row['health']]}]{row['health']}[/]"
-        table.add_row(row["service"], health, str(row["pid"] or "-"), str(row["port"] or "-"))
+        cells = (row["pid"], row["port"], row.get("restarts"), row.get("last_exit"))
+        table.add_row(row["service"], health, *(str(cell or "-") for cell in cells))
     out.print(table)
     errors = status["import_errors"]
     if errors is None:

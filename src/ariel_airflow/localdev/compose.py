@@ -130,6 +130,9 @@ def _service(svc: Service, by_name: dict[str, Service]) -> dict:
         spec["ports"] = [f"127.0.0.1:{svc.port}:{svc.port}"]
     if svc.health is not Health.EXITS_ZERO:
         spec["healthcheck"] = _healthcheck(svc, by_name)
+        # Started again when it dies, as its pod would be (Docker backs off, doubling from 0.1 s);
+        # a one-shot job is not. `docker kill` counts as stopping it by hand: it stays stopped.
+        spec["restart"] = "on-failure"
     if svc.requires:
         spec["depends_on"] = {
             name: {

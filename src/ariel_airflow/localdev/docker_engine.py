@@ -15,12 +15,14 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import docker
 import docker.errors
+import requests
 from docker.models.containers import Container
 
 from ariel_airflow.errors import UserError
@@ -29,7 +31,7 @@ from ariel_airflow.localdev.docker_tools import compose_setting, docker_client, 
 from ariel_airflow.localdev.images import ensure_images
 from ariel_airflow.localdev.local_secrets import finish_check, start_check
 from ariel_airflow.localdev.options import Engine
-from ariel_airflow.localdev.processes import tail
+from ariel_airflow.localdev.processes import exit_reason, tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine
 from ariel_airflow.localdev.state import StackState
@@ -62,8 +64,10 @@ class DockerEngine(StackEngine):
 
     def containers(self) -> dict[str, Container]:
         """This stack's containers (running or not), by service name."""
+        # ignore_removed: a container Compose removes between the listing and its inspection is gone,
+        # not an error (it ended a start-up once in seven with a NotFound traceback).
         found = self.docker_client.containers.list(
-            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}
+            all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"}, ignore_removed=True
         )
         return {c.labels[SERVICE_LABEL]: c for c in found}
 
@@ -76,13 +80,20 @@ class DockerEngine(StackEngine):
         return ensure_images(self.docker_client, self.repo.root, self.docker_dir / "build", progress)
 
     # -- up -------------------------------------------------------------------------------------
-    def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
+    def up(
+        self, *, ui_port: int, parallelism: int, progress: Progress, supervise: bool = False
+    ) -> StackState:
+        """Compose starts what is not running; the compose file's restart policy restarts what dies
+        (``supervise`` is always on here)."""
         compose_setting()  # a wrong ARIEL_COMPOSE first, then the daemon: without it Compose is of no use
         self.docker_client  # noqa: B018
         command = find_compose().argv
-        if running := self.running_services():
+        running = set(self.running_services())
+        plan = self.services(self.readable_state() or StackState())
+        missing = [s.name for s in plan if s.health is not Health.EXITS_ZERO and s.name not in running]
+        if running and not missing:
             raise UserError(
-                f"the local stack of this repository is already running ({', '.join(running)})",
+                f"the local stack of this repository is already running ({', '.join(sorted(running))})",
                 where=str(self.repo.root),
                 fix="see `ariel local status`, or stop it with `ariel local down`",
             )
@@ -91,10 +102,17 @@ class DockerEngine(StackEngine):
         checker = start_check(self.repo.connections_file, self.repo.variables_file)
         starter: subprocess.Popen | None = None
         try:
-            state = self._prepare_state(ui_port, parallelism)
-            images = self.build_images(progress)
-            state = state.model_copy(update={"images": images})
-            state.save(self.state_file)
+            if running:  # partly running: its ports and images stay, Compose starts only what is missing
+                state = self._require_state()
+                progress.info(
+                    f"partly running: starting {', '.join(missing)} "
+                    f"(keeping port {state.ui_port} and parallelism {state.parallelism})"
+                )
+            else:
+                state = self._prepare_state(ui_port, parallelism)
+                images = self.build_images(progress)
+                state = state.model_copy(update={"images": images})
+                state.save(self.state_file)
             plan = self.services(state)
             self._write_files(plan)
             log = self.docker_dir / "compose.log"
@@ -109,6 +127,8 @@ class DockerEngine(StackEngine):
                 counts = finish_check(checker)
             progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
             for svc in plan:
+                if svc.name in running:
+                    continue
                 started, finished = svc.step or (f"starting {svc.name}", f"{svc.name} healthy")
                 with progress.step(started, finished):
                     self._wait(svc, starter, log)
@@ -119,11 +139,26 @@ class DockerEngine(StackEngine):
             if starter is not None and starter.poll() is None:  # let it stop creating containers
                 starter.terminate()
                 starter.wait(60)
-            progress.failed("start-up failed; stopping what was started")
+            kept = self._save_logs()
+            if running:  # what ran before stays
+                progress.failed(f"start-up failed; the containers' logs are in {kept}")
+                raise
+            progress.failed(f"start-up failed; stopping what was started (their logs: {kept})")
             # A failed first start leaves no database behind (the logs under .ariel/ stay).
             self._compose_down(command, volumes=first_start)
             raise
         return state
+
+    def _save_logs(self) -> Path:
+        """Every container's log, into .ariel/docker/logs/ (Compose removes them with the containers)."""
+        folder = self.docker_dir / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            for name, container in self.containers().items():
+                (folder / f"{name}.log").write_bytes(container.logs(timestamps=True))
+        except docker.errors.DockerException:
+            pass  # the daemon went away: the error at hand says more
+        return folder
 
     def _write_files(self, plan: list[Service]) -> None:
         """Config files of the services, into the host folders mounted where the model wants them."""
@@ -147,7 +182,15 @@ class DockerEngine(StackEngine):
     def _wait(self, svc: Service, starter: subprocess.Popen, log: Path) -> None:
         deadline = time.monotonic() + TIMEOUTS[svc.health]
         while True:
-            container = self.containers().get(svc.name)
+            try:
+                container = self.containers().get(svc.name)
+            except (docker.errors.APIError, requests.RequestException):
+                # A daemon busy with other work (builds, other stacks) can time out or fail one
+                # listing; that is no answer about the service: ask again until the deadline.
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+                continue
             if container is not None:
                 state = container.attrs["State"]
                 if svc.health is Health.EXITS_ZERO and state["Status"] == "exited":
@@ -158,10 +201,12 @@ class DockerEngine(StackEngine):
                     health = (state.get("Health") or {}).get("Status")
                     if health == "healthy":
                         return
-                    if state["Status"] in ("exited", "dead") or health == "unhealthy":
-                        self._fail(
-                            svc, container, "exited during start-up" if health != "unhealthy" else health
-                        )
+                    # restarting: it exited, and its restart policy starts it again.
+                    if state["Status"] in ("exited", "dead", "restarting"):
+                        self._fail(svc, container, "exited during start-up")
+                    # Not "unhealthy": that is only 5 checks in a row without an answer after one
+                    # success, which a busy machine gives a starting api-server (it failed one start-up
+                    # in seven); Docker goes on checking, so wait for "healthy" until the deadline.
             elif starter.poll() not in (None, 0):
                 raise UserError(f"compose up failed. Last lines of {log}:\n{tail(log, 25)}")
             if time.monotonic() > deadline:
@@ -169,7 +214,8 @@ class DockerEngine(StackEngine):
                     raise UserError(
                         f"{svc.name} was not created in time. Last lines of {log}:\n{tail(log, 25)}"
                     )
-                self._fail(svc, container, f"not healthy after {TIMEOUTS[svc.health]}s")
+                health = (container.attrs["State"].get("Health") or {}).get("Status")
+                self._fail(svc, container, f"not healthy after {TIMEOUTS[svc.health]}s (Docker: {health})")
             time.sleep(0.5)
 
     def _fail(self, svc: Service, container: Container, why: str) -> None:
@@ -191,7 +237,7 @@ class DockerEngine(StackEngine):
 
     def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
         """Remove the containers (Compose stops them in dependency order); ``purge`` also the database."""
-        order = [s.name for s in self.services(self.state() or StackState())]
+        order = [s.name for s in self.services(self.readable_state() or StackState())]
         containers = self.containers()
         running = sorted(_running(containers), key=lambda n: -order.index(n) if n in order else 0)
         t0 = time.monotonic()
@@ -208,7 +254,7 @@ class DockerEngine(StackEngine):
     def _compose_down(self, command: tuple[str, ...], *, volumes: bool) -> None:
         result = subprocess.run(
             self._compose_argv(command, "down", *(["--volumes"] if volumes else [])),
-            env=self._compose_env(self.state() or StackState()),
+            env=self._compose_env(self.readable_state() or StackState()),
             capture_output=True,
             text=True,
             check=False,
@@ -230,6 +276,9 @@ class DockerEngine(StackEngine):
             container = containers.get(svc.name)
             running = container is not None and container.status == "running"
             health = (container.attrs["State"].get("Health") or {}).get("Status") if running else None
+            stopped = (
+                "restarting" if container is not None and container.status == "restarting" else "stopped"
+            )
             rows.append(
                 {
                     "service": svc.name,
@@ -237,10 +286,34 @@ class DockerEngine(StackEngine):
                     "pid": container.attrs["State"]["Pid"] if running else None,
                     "container": container.name if container else None,
                     "port": svc.port,
-                    "health": "healthy" if health == "healthy" else ("unhealthy" if running else "stopped"),
+                    "health": "healthy" if health == "healthy" else ("unhealthy" if running else stopped),
+                    "restarts": container.attrs["RestartCount"] if container else 0,
+                    "last_exit": self._last_exit(container) if container else None,
                 }
             )
         return self._report(rows, state, report)
+
+    def _last_exit(self, container: Container) -> str | None:
+        """Why the container last exited: its exit code while it is down; once its restart policy
+        started it again (which resets the code), the daemon's last ``die`` event of it, while the
+        daemon still has it."""
+        state = container.attrs["State"]
+        if state["Status"] in ("exited", "dead", "restarting"):
+            return _exit_reason(state["ExitCode"])
+        if not container.attrs["RestartCount"]:
+            return None
+        created = datetime.fromisoformat(container.attrs["Created"][:19]).replace(tzinfo=UTC)
+        events = self.docker_client.events(
+            since=int(created.timestamp()),
+            until=int(time.time()) + 1,
+            filters={"container": container.id, "event": "die"},
+            decode=True,
+        )
+        codes = [e["Actor"]["Attributes"].get("exitCode") for e in events]
+        if codes and codes[-1] is not None:
+            return _exit_reason(int(codes[-1]))
+        # The daemon keeps its last 256 events only, and health checks make several a second.
+        return f"exited at {state['FinishedAt'][:19]}Z (its code has left the daemon's event log)"
 
     def logs(self, service: str | None, lines: int, follow: bool, write: Callable[[str], None]) -> None:
         containers = self.containers()
@@ -267,6 +340,11 @@ class DockerEngine(StackEngine):
         images = state.images or {"db": "ariel-local/db:none", "airflow": "ariel-local/airflow:none"}
         variables = compose.variables(self.repo.team.name, state, self.repo.root, self.docker_dir, images)
         return {**os.environ, **variables}
+
+
+def _exit_reason(code: int) -> str:
+    """A container's exit code in words: 128+N is the signal N (137: SIGKILL)."""
+    return exit_reason(-(code - 128) if code > 128 else code)
 
 
 def _running(containers: dict[str, Container]) -> list[str]:

@@ -37,6 +37,15 @@ def engine_for_up(repo: TeamRepo, requested: Engine) -> tuple[StackEngine, str |
 
 
 def engine_of(repo: TeamRepo) -> StackEngine:
-    """The engine that last started the repository's stack (for status, logs, trigger, down)."""
-    state = NativeEngine(repo).state()
+    """The engine that last started the repository's stack (for status, logs, trigger, down).
+
+    With an unreadable stack.json, the one whose files are there: pid files are the native
+    engine's, a docker/ folder the Docker engine's (so `down` still works)."""
+    native = NativeEngine(repo)
+    try:
+        state = native.state()
+    except UserError:
+        if list(native.table.run_dir.glob("*.pid")) or not (repo.state_dir / "docker").is_dir():
+            return native
+        return DockerEngine(repo)
     return ENGINES.get(state.engine if state else Engine.NATIVE, NativeEngine)(repo)

@@ -6,7 +6,16 @@ pages copy-on-write (the same trick as gunicorn's preload; Airflow forks its own
 
 The parent (``Launcher``) talks to the child process (``serve``) in JSON lines over pipes:
 the child reports ``ready`` (after checking the local secret files), then obeys ``run`` (fork,
-wait, report the exit code), ``start`` (fork, report the pid) and ``exit``.
+wait, report the exit code), ``start`` (fork, report the pid), ``exec`` (start a program such as
+Postgres, report the pid), and ``exit`` or ``supervise``.
+
+``supervise`` (a detached stack) keeps the launcher as the stack's supervisor, as the kubelet is for
+the platform's pods: a component that exits has the rest of its session killed (its pod's other
+processes) and is started again after a back-off that doubles from ``BACKOFF_FIRST`` up to
+``BACKOFF_MAX`` seconds and starts over once it ran ``BACKOFF_RESET`` seconds. Its pid file records
+the restarts and the last exit (code or signal) for `ariel local status`. SIGUSR1 skips the wait
+(`ariel local up` on a partly running stack); SIGTERM ends the supervisor only (`ariel local down`
+stops it first, then the components).
 """
 
 from __future__ import annotations
@@ -14,15 +23,25 @@ from __future__ import annotations
 import gc
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import IO, Any
 
+import psutil
+
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev.processes import ProcessTable, Tracked, tail
+from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, exit_reason, tail
 
 NAME = "launcher"
+# The supervisor's back-off, in seconds (the kubelet's is 10 s doubling to 5 min, reset after 10 min
+# running; a laptop's stack should come back sooner).
+BACKOFF_FIRST = 1.0
+BACKOFF_MAX = 60.0
+BACKOFF_RESET = 120.0
 # Modules every component needs; importing them before forking is what makes the forks cheap.
 PRELOAD = (
     "airflow.models",
@@ -68,16 +87,34 @@ class Launcher:
 
     def run(self, name: str, argv: list[str], env: dict[str, str]) -> int:
         """Run a one-shot command (``airflow db migrate``) in a fork; its exit code."""
-        self._send(
-            {"op": "run", "name": name, "argv": argv, "env": env, "log": str(self.table.log_file(name))}
-        )
+        self._send(self.command("run", name, argv, env))
         return self._receive()["code"]
 
-    def start_service(self, name: str, argv: list[str], env: dict[str, str]) -> Tracked:
-        self._send(
-            {"op": "start", "name": name, "argv": argv, "env": env, "log": str(self.table.log_file(name))}
-        )
-        return self.table.adopt(name, self._receive()["pid"])
+    def command(
+        self, op: str, name: str, argv: list[str], env: dict[str, str], user: str | None = None
+    ) -> dict[str, Any]:
+        """``start`` (an Airflow component, forked), ``exec`` (a program, as ``user``) or ``run``."""
+        return {
+            "op": op,
+            "name": name,
+            "argv": argv,
+            "env": {**env, **self.table.mark},
+            "log": str(self.table.log_file(name)),
+            "user": user,
+        }
+
+    def start_service(self, command: dict[str, Any]) -> Tracked:
+        """Start a long-running service; tracked by its pid file (its restarts carried over)."""
+        self._send(command)
+        pid = self._receive()["pid"]
+        before = self.table.get(command["name"])
+        counts = {"restarts": before.restarts, "last_exit": before.last_exit} if before else {}
+        return self.table.adopt(command["name"], pid, **counts)
+
+    def supervise(self, commands: list[dict[str, Any]]) -> None:
+        """Leave the launcher running as the supervisor of these services (and return)."""
+        self._send({"op": "supervise", "commands": commands, "run_dir": str(self.table.run_dir)})
+        self._receive()
 
     def close(self) -> None:
         """Let the launcher exit; the components it started live on (tracked by their pid files)."""
@@ -131,16 +168,130 @@ def serve(secrets: dict[str, str]) -> None:
         importlib.import_module(module)
     gc.freeze()
     _reply(replies, {"event": "ready", "secrets": counts})
+    children: dict[str, Child] = {}
     for line in sys.stdin:
         command = json.loads(line)
         if command["op"] == "exit":
             return
-        pid = _fork(command)
+        if command["op"] == "supervise":
+            _reply(replies, {"event": "supervising"})
+            replies.close()
+            Supervisor(ProcessTable(Path(command["run_dir"]), Path()), children, command["commands"]).run()
+            return
+        child = Child.start(command)
         if command["op"] == "run":
-            _, status = os.waitpid(pid, 0)
-            _reply(replies, {"event": "exited", "code": os.waitstatus_to_exitcode(status)})
+            _reply(replies, {"event": "exited", "code": child.wait()})
         else:
-            _reply(replies, {"event": "started", "pid": pid})
+            children[command["name"]] = child
+            _reply(replies, {"event": "started", "pid": child.pid})
+
+
+class Child:
+    """A process the launcher started: an Airflow fork or a program's process."""
+
+    def __init__(self, pid: int, popen: subprocess.Popen | None = None) -> None:
+        self.pid = pid
+        self.popen = popen
+        self.since = time.monotonic()
+        self.code: int | None = None
+
+    @classmethod
+    def start(cls, command: dict[str, Any]) -> Child:
+        if command["op"] != "exec":
+            return cls(_fork(command))
+        with open(command["log"], "ab") as log:
+            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {command['name']}\n".encode())
+            log.flush()
+            popen = subprocess.Popen(
+                command["argv"],
+                env=command["env"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **as_user(command["user"]),
+            )
+        return cls(popen.pid, popen)
+
+    def poll(self) -> int | None:
+        """The exit code once it exited (negative: the signal that ended it), else None."""
+        if self.code is None:
+            if self.popen is not None:
+                self.code = self.popen.poll()
+            elif (reaped := os.waitpid(self.pid, os.WNOHANG))[0]:
+                self.code = os.waitstatus_to_exitcode(reaped[1])
+        return self.code
+
+    def wait(self) -> int:
+        while (code := self.poll()) is None:
+            time.sleep(0.05)
+        return code
+
+
+class Supervisor:
+    """Restarts the stack's services when they exit, with back-off (see the module's docstring)."""
+
+    def __init__(self, table: ProcessTable, children: dict[str, Child], commands: list[dict]) -> None:
+        self.table = table
+        self.children = children
+        self.commands = {c["name"]: c for c in commands}
+        self.backoff = dict.fromkeys(self.commands, BACKOFF_FIRST)
+        self.due: dict[str, float] = {}  # services waiting to be started again: when
+        self.hurry = False
+
+    def run(self) -> None:
+        signal.signal(signal.SIGUSR1, lambda *_: setattr(self, "hurry", True))
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while True:
+            for name in self.commands:
+                if name in self.due:
+                    if self.hurry or time.monotonic() >= self.due[name]:
+                        self._restart(name)
+                elif (reason := self._exited(name)) is not None:
+                    self._died(name, reason)
+            self.hurry = False
+            time.sleep(0.5)
+
+    def _exited(self, name: str) -> str | None:
+        """Why the service exited, or None while it runs."""
+        child = self.children.get(name)
+        if child is not None:
+            code = child.poll()
+            return None if code is None else exit_reason(code)
+        tracked = self.table.get(name)  # started before this supervisor: not our child
+        if tracked is not None and tracked.alive():
+            return None
+        return "exited (code unknown: started before the supervisor)"
+
+    def _died(self, name: str, reason: str) -> None:
+        child = self.children.pop(name, None)
+        tracked = self.table.get(name)
+        if tracked is not None:  # the rest of its session goes with it, as a pod's processes would
+            _kill_session(tracked.pid, self.table)
+        if child is not None and time.monotonic() - child.since >= BACKOFF_RESET:
+            self.backoff[name] = BACKOFF_FIRST
+        delay = self.backoff[name]
+        self.backoff[name] = min(delay * 2, BACKOFF_MAX)
+        self.due[name] = time.monotonic() + delay
+        restarts = tracked.restarts if tracked else 0
+        self.table.record(Tracked(name, tracked.pid if tracked else 0, 0.0, restarts, reason))
+        print(f"supervisor: {name} {reason}; starting it again in {delay:.0f}s", file=sys.stderr, flush=True)
+
+    def _restart(self, name: str) -> None:
+        del self.due[name]
+        before = self.table.get(name)
+        child = self.children[name] = Child.start(self.commands[name])
+        restarts = (before.restarts if before else 0) + 1
+        self.table.adopt(name, child.pid, restarts=restarts, last_exit=before.last_exit if before else None)
+
+
+def _kill_session(sid: int, table: ProcessTable) -> None:
+    for proc in psutil.process_iter():
+        try:
+            if os.getsid(proc.pid) == sid and table.marked(proc):
+                proc.kill()
+        except (psutil.Error, OSError):
+            continue
 
 
 def _reply(stream: IO[str], message: dict[str, Any]) -> None:
@@ -154,6 +305,8 @@ def _fork(command: dict[str, Any]) -> int:
         return pid
     code = 1
     try:
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)  # the supervisor's handlers are not the component's
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         gc.enable()
         os.setsid()  # its own process group, like a process started on its own
         log = os.open(command["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)

@@ -107,8 +107,19 @@ def start_check(connections_file: Path, variables_file: Path) -> subprocess.Pope
 
 def finish_check(checker: subprocess.Popen, timeout: float = 120) -> dict[str, int]:
     """The counts from ``start_check``, or its UserError raised here."""
-    out, err = checker.communicate(timeout=timeout)
-    reply = json.loads(out) if out.strip() else {"error": f"the check crashed:\n{err}"}
+    try:
+        out, err = checker.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        checker.kill()
+        raise UserError(
+            f"checking the local secret files took over {timeout:.0f}s (the machine is busy?)"
+        ) from None
+    # The reply is the last line: anything Airflow logs to stdout while it loads comes before it.
+    last = out.strip().splitlines()[-1] if out.strip() else ""
+    try:
+        reply = json.loads(last) if last else {"error": f"the check crashed:\n{err}"}
+    except ValueError:
+        reply = {"error": f"the check answered something else than its report:\n{out}{err}"}
     if "error" in reply:
         raise UserError(reply["error"], where=reply.get("where"), fix=reply.get("fix"))
     return reply

@@ -15,6 +15,7 @@ from typing import Any
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import binaries
 from ariel_airflow.localdev import logs as log_files
+from ariel_airflow.localdev.launcher import NAME as LAUNCHER
 from ariel_airflow.localdev.launcher import Launcher
 from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
@@ -58,15 +59,57 @@ class NativeEngine(StackEngine):
         return services(self.repo.team.bundle_name, state, self.layout(), pool=self.repo.team.pool)
 
     # -- up -------------------------------------------------------------------------------------
-    def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
-        if running := self.table.running():
+    def up(
+        self, *, ui_port: int, parallelism: int, progress: Progress, supervise: bool = False
+    ) -> StackState:
+        """Start what is not running (everything, on a stopped stack); ``supervise``: leave the
+        launcher running as the stack's supervisor, which restarts what dies (a detached stack)."""
+        running = self._running_components()
+        supervisor = self.table.get(LAUNCHER)
+        if running or (supervisor is not None and supervisor.alive()):  # the supervisor may be backing off
+            return self._heal(running, supervise, progress)
+        self.table.forget()  # stale pid files of a stack that died: the restarts count from here
+        state = self._prepare_state(ui_port, parallelism)
+        try:
+            self._start_missing(state, set(), supervise, progress)
+        except BaseException:
+            progress.failed("start-up failed; stopping what was started")
+            self.down(purge=False)
+            raise
+        return state
+
+    def _heal(self, running: set[str], supervise: bool, progress: Progress) -> StackState:
+        """``up`` on a partly running stack: start only what is missing, as ``docker compose up -d``."""
+        state = self._require_state()
+        plan = self.services(state)
+        missing = [s.name for s in plan if s.health is not Health.EXITS_ZERO and s.name not in running]
+        supervisor = self.table.get(LAUNCHER)
+        supervised = supervisor is not None and supervisor.alive()
+        if not missing and (supervised or not supervise):
             raise UserError(
-                "the local stack of this repository is already running "
-                f"({', '.join(t.name for t in running)})",
+                f"the local stack of this repository is already running ({', '.join(sorted(running))})",
                 where=str(self.repo.root),
                 fix="see `ariel local status`, or stop it with `ariel local down`",
             )
-        state = self._prepare_state(ui_port, parallelism)
+        progress.info(
+            f"partly running: starting {', '.join(missing) or 'its supervisor'} "
+            f"(keeping port {state.ui_port} and parallelism {state.parallelism})"
+        )
+        if supervised:
+            assert supervisor is not None
+            os.kill(supervisor.pid, signal.SIGUSR1)  # it starts them now instead of after its back-off
+            for name in missing:
+                with progress.step(f"{name}: started again by the supervisor", f"{name} healthy"):
+                    self._wait_restarted(next(s for s in plan if s.name == name), state)
+            return state
+        self._start_missing(state, running, supervise, progress)
+        return state
+
+    def _start_missing(
+        self, state: StackState, running: set[str], supervise: bool, progress: Progress
+    ) -> None:
+        """Start the services not in ``running`` (and on a fresh start the one-shot jobs) through one
+        launcher; it exits, or with ``supervise`` stays as the supervisor of every service."""
         programs = {
             "postgres": binaries.postgres_bin_dir() / "postgres",
             "pgbouncer": binaries.pgbouncer_path(),
@@ -76,68 +119,82 @@ class NativeEngine(StackEngine):
         if user:
             binaries.check_reachable(self.layout().pgdata, user)
         plan = {s.name: s for s in self.services(state)}
+        self._write_files(list(plan.values()), user)
+        launcher = Launcher.start(
+            self.table,
+            env={**os.environ, **airflow_env(self.repo.team.bundle_name, state, self.layout(), "launcher")},
+            cwd=self.state_dir,
+            secrets={
+                "connections": str(self.repo.connections_file),
+                "variables": str(self.repo.variables_file),
+            },
+        )
         try:
-            self._write_files(list(plan.values()), user)
-            launcher = Launcher.start(
-                self.table,
-                env={
-                    **os.environ,
-                    **airflow_env(self.repo.team.bundle_name, state, self.layout(), "launcher"),
-                },
-                cwd=self.state_dir,
-                secrets={
-                    "connections": str(self.repo.connections_file),
-                    "variables": str(self.repo.variables_file),
-                },
-            )
-            try:
+            if not running:
                 self._init_database(programs["postgres"].parent, state, user, progress)
-                with progress.step(
-                    "loading Airflow, checking the local secret files", "local secret files parse"
-                ):
-                    counts = launcher.wait_ready()
-                progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
-                self._start_database(plan, programs, user, state, progress)
-                started = self._start_airflow(launcher, plan, progress)
-            finally:
-                launcher.close()
+            with progress.step(
+                "loading Airflow, checking the local secret files", "local secret files parse"
+            ):
+                counts = launcher.wait_ready()
+            progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
+            commands = {
+                name: self._command(launcher, svc, programs, user)
+                for name, svc in plan.items()
+                if svc.health is not Health.EXITS_ZERO
+            }
+            for name in ("postgres", "pgbouncer"):
+                if name not in running:
+                    with progress.step(f"starting {name}", f"{name} healthy"):
+                        self._wait(plan[name], launcher.start_service(commands[name]), state)
+                        if name == "postgres":
+                            _ensure_database(state)
+            if not running:
+                self._run_jobs(launcher, plan, progress)
+            airflow = [
+                n for n, s in plan.items() if s.health in (Health.API, Health.HEARTBEAT) and n not in running
+            ]
+            progress.info("starting " + ", ".join(airflow))
+            started = {name: launcher.start_service(commands[name]) for name in airflow}
             for name, tracked in started.items():
                 t0 = time.monotonic()
                 self._wait(plan[name], tracked, state)
                 progress.done(f"{name} healthy", time.monotonic() - t0)
+            if supervise:
+                launcher.supervise(list(commands.values()))
+                progress.info("a supervisor restarts what dies (`ariel local status` counts the restarts)")
+            else:
+                launcher.close()
         except BaseException:
-            progress.failed("start-up failed; stopping what was started")
-            self.down(purge=False)
+            launcher.close()
             raise
-        return state
 
-    def _start_database(
-        self,
-        plan: dict[str, Service],
-        programs: dict[str, Path],
-        user: str | None,
-        state: StackState,
-        progress: Progress,
-    ) -> None:
-        for name in ("postgres", "pgbouncer"):
-            with progress.step(f"starting {name}", f"{name} healthy"):
-                self._wait(plan[name], self._start(plan[name], programs, user), state)
-                if name == "postgres":
-                    _ensure_database(state)
+    def _command(self, launcher: Launcher, svc: Service, programs: dict[str, Path], user: str | None) -> dict:
+        """How the launcher starts (and its supervisor restarts) a long-running service."""
+        if svc.argv[0] == "airflow":  # a fork of the launcher, which has imported Airflow
+            return launcher.command("start", svc.name, svc.argv, svc.env)
+        argv = [str(programs[svc.argv[0]]), *svc.argv[1:]]
+        return launcher.command(
+            "exec", svc.name, argv, {**os.environ, **svc.env}, user if svc.needs_unprivileged_user else None
+        )
 
-    def _start_airflow(
-        self, launcher: Launcher, plan: dict[str, Service], progress: Progress
-    ) -> dict[str, Tracked]:
-        """Run the one-shot jobs (migrate, pools) in order, then fork the long-running components;
-        they are waited on by the caller."""
+    def _run_jobs(self, launcher: Launcher, plan: dict[str, Service], progress: Progress) -> None:
+        """The one-shot jobs (migrate, pools), in order, in forks of the launcher."""
         for job in (s for s in plan.values() if s.health is Health.EXITS_ZERO):
             doing, did = job.step or (f"running {job.name}", f"{job.name} done")
             with progress.step(doing, did):
                 if code := launcher.run(job.name, job.argv, job.env):
                     self._fail(job, f"exited with code {code}")
-        components = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
-        progress.info("starting " + ", ".join(s.name for s in components))
-        return {s.name: launcher.start_service(s.name, s.argv, s.env) for s in components}
+
+    def _wait_restarted(self, svc: Service, state: StackState) -> None:
+        probe = self._probe(svc, state)
+        deadline = time.monotonic() + TIMEOUTS[svc.health]
+        while not probe():
+            if time.monotonic() > deadline:
+                self._fail(svc, f"not healthy after {TIMEOUTS[svc.health]}s")
+            time.sleep(0.5)
+
+    def _running_components(self) -> set[str]:
+        return {t.name for t in self.table.running() if t.name != LAUNCHER}
 
     def _write_files(self, plan: list[Service], user: str | None) -> None:
         for svc in plan:
@@ -188,17 +245,6 @@ class NativeEngine(StackEngine):
                 shutil.rmtree(pgdata, ignore_errors=True)
                 raise UserError(f"initdb failed:\n{result.stdout}{result.stderr}", where=str(pgdata))
 
-    def _start(self, svc: Service, programs: dict[str, Path], user: str | None) -> Tracked:
-        argv = [str(programs[svc.argv[0]]), *svc.argv[1:]]
-        env = {**os.environ, **svc.env}
-        return self.table.start(
-            svc.name,
-            argv,
-            env=env,
-            cwd=self.state_dir,
-            user=user if svc.needs_unprivileged_user else None,
-        )
-
     def _wait(self, svc: Service, tracked: Tracked, state: StackState) -> None:
         probe = self._probe(svc, state)
         deadline = time.monotonic() + TIMEOUTS[svc.health]
@@ -240,23 +286,31 @@ class NativeEngine(StackEngine):
             time.sleep(poll)
 
     def down(self, *, purge: bool, progress: Progress | None = None) -> list[str]:
-        """Stop every service, Airflow first, Postgres last; ``purge`` also deletes database and state."""
-        state = self.state()
-        plan = self.services(state) if state else []
+        """Stop every service, Airflow first, Postgres last; ``purge`` also deletes database and state.
+
+        The supervisor goes first, so that nothing is started again; then each service's whole
+        session; then any process left that carries the stack's mark. The pid files suffice: an
+        unreadable stack.json does not stop it.
+        """
+        plan = self.services(self.readable_state() or StackState())
         known = {s.name for s in plan}
         waves = [
+            {LAUNCHER: signal.SIGTERM},
             {s.name: s.stop_signal for s in plan if not s.needs_unprivileged_user},
             {s.name: s.stop_signal for s in plan if s.name == "pgbouncer"},
             {s.name: s.stop_signal for s in plan if s.name == "postgres"},
-            {t.name: signal.SIGTERM for t in self.table.running() if t.name not in known},
+            {p.stem: signal.SIGTERM for p in self.table.run_dir.glob("*.pid") if p.stem not in known},
         ]
         stopped = []
         for wave in waves:
             t0 = time.monotonic()
-            if names := self.table.stop(wave):
+            if names := [n for n in self.table.stop(wave) if n != LAUNCHER]:
                 stopped += names
                 if progress:
                     progress.done(f"stopped {', '.join(names)}", time.monotonic() - t0)
+        t0 = time.monotonic()
+        if (strays := self.table.sweep()) and progress:
+            progress.done(f"stopped {strays} leftover processes of the stack", time.monotonic() - t0)
         if purge and self.state_dir.exists():
             shutil.rmtree(self.state_dir)
         else:
@@ -269,6 +323,8 @@ class NativeEngine(StackEngine):
 
     def running_status(self, state: StackState) -> dict[str, Any]:
         report = self.health_report(state)
+        supervisor = self.table.get(LAUNCHER)
+        supervised = supervisor is not None and supervisor.alive()
         rows = []
         for svc in self.services(state):
             if svc.health is Health.EXITS_ZERO:
@@ -281,19 +337,22 @@ class NativeEngine(StackEngine):
                 healthy = running and report is not None
             else:
                 healthy = running and self._probe(svc, state)()
+            stopped = "restarting" if supervised else "stopped"  # the supervisor starts it again
             rows.append(
                 {
                     "service": svc.name,
                     "running": running,
                     "pid": tracked.pid if running and tracked else None,
                     "port": svc.port,
-                    "health": "healthy" if healthy else ("unhealthy" if running else "stopped"),
+                    "health": "healthy" if healthy else ("unhealthy" if running else stopped),
+                    "restarts": tracked.restarts if tracked else 0,
+                    "last_exit": tracked.last_exit if tracked else None,
                 }
             )
-        return self._report(rows, state, report)
+        return {**self._report(rows, state, report), "supervised": supervised}
 
     def running_services(self) -> list[str]:
-        return [t.name for t in self.table.running()]
+        return [t.name for t in self.table.running()]  # the supervisor too: `down` must stop it
 
     def log_files(self) -> dict[str, Path]:
         return {path.stem: path for path in sorted(self.table.log_dir.glob("*.log"))}

@@ -1,7 +1,12 @@
 """Background processes tracked by pid files, stopped by pid (never by name).
 
 A pid file holds the pid and the process start time, so a recycled pid is never mistaken
-for one of ours.
+for one of ours, and (written by the supervisor) how often the service was restarted and why it
+last exited.
+
+Every service starts in its own session, and every process of a stack carries ``STACK_ENV`` in
+its environment: `down` stops each session as a whole and then sweeps up any process that still
+carries the mark (a worker whose parent was killed), so nothing of the stack outlives it.
 """
 
 from __future__ import annotations
@@ -19,12 +24,20 @@ from typing import Any
 
 import psutil
 
+# In the environment of every process of a native stack: the stack's run directory.
+STACK_ENV = "ARIEL_LOCAL_STACK"
+# Seconds a process that lost its session leader gets to exit after SIGTERM (nobody shuts it down
+# in order any more; LocalExecutor workers ignore SIGTERM), before SIGKILL.
+ORPHAN_GRACE = 5.0
+
 
 @dataclass(frozen=True)
 class Tracked:
     name: str
     pid: int
     started: float
+    restarts: int = 0  # by the supervisor, since `up`
+    last_exit: str | None = None  # why it last exited ("signal SIGKILL", "exit code 1")
     popen: subprocess.Popen | None = field(default=None, compare=False)  # only in the starter
 
     def process(self) -> psutil.Process | None:
@@ -47,6 +60,7 @@ class ProcessTable:
     def __init__(self, run_dir: Path, log_dir: Path) -> None:
         self.run_dir = run_dir
         self.log_dir = log_dir
+        self.mark = {STACK_ENV: str(run_dir)}  # goes into the environment of every process started
 
     def pid_file(self, name: str) -> Path:
         return self.run_dir / f"{name}.pid"
@@ -75,7 +89,7 @@ class ProcessTable:
             log.flush()
             popen = subprocess.Popen(
                 argv,
-                env=env,
+                env={**env, **self.mark},
                 cwd=cwd,
                 stdin=subprocess.PIPE if pipes else subprocess.DEVNULL,
                 stdout=subprocess.PIPE if pipes else log,
@@ -84,26 +98,41 @@ class ProcessTable:
                 start_new_session=True,  # own process group: Ctrl-C goes to us, we stop it by pid
                 **as_user(user),
             )
-        return self._record(Tracked(name, popen.pid, psutil.Process(popen.pid).create_time(), popen))
+        started = psutil.Process(popen.pid).create_time()
+        return self.record(Tracked(name, popen.pid, started, popen=popen))
 
-    def adopt(self, name: str, pid: int) -> Tracked:
-        """Track a process someone else started (a fork of the launcher)."""
+    def adopt(self, name: str, pid: int, *, restarts: int = 0, last_exit: str | None = None) -> Tracked:
+        """Track a process someone else started (the launcher's fork or child)."""
         try:
             started = psutil.Process(pid).create_time()
         except psutil.NoSuchProcess:
             started = 0.0  # already gone: never alive(), so the caller's health wait reports it
-        return self._record(Tracked(name, pid, started))
+        return self.record(Tracked(name, pid, started, restarts, last_exit))
 
-    def _record(self, tracked: Tracked) -> Tracked:
-        self.pid_file(tracked.name).write_text(json.dumps({"pid": tracked.pid, "started": tracked.started}))
+    def record(self, tracked: Tracked) -> Tracked:
+        data = {"pid": tracked.pid, "started": tracked.started, "restarts": tracked.restarts}
+        tmp = self.pid_file(tracked.name).with_suffix(".tmp")  # readers never see half a file
+        tmp.write_text(json.dumps({**data, "last_exit": tracked.last_exit}))
+        tmp.replace(self.pid_file(tracked.name))
         return tracked
 
     def get(self, name: str) -> Tracked | None:
         try:
             data = json.loads(self.pid_file(name).read_text())
-            return Tracked(name, int(data["pid"]), float(data["started"]))
-        except (OSError, ValueError, KeyError):
+            return Tracked(
+                name,
+                int(data["pid"]),
+                float(data["started"]),
+                int(data.get("restarts", 0)),
+                data.get("last_exit"),
+            )
+        except (OSError, ValueError, KeyError, TypeError):
             return None
+
+    def forget(self) -> None:
+        """Remove the pid files (of processes that are gone: a new `up` starts counting afresh)."""
+        for pid_file in self.run_dir.glob("*.pid"):
+            pid_file.unlink(missing_ok=True)
 
     def running(self) -> list[Tracked]:
         if not self.run_dir.exists():
@@ -112,29 +141,87 @@ class ProcessTable:
         return [t for t in found if t is not None and t.alive()]
 
     def stop(self, signals: dict[str, int], *, timeout: float = 30.0) -> list[str]:
-        """Signal each named service's process group at once, wait, then kill what is left.
+        """Stop each named service's whole session, escalating to SIGKILL; the names that were running.
 
-        Returns the names that were running.
+        A live leader gets its stop signal (Airflow components shut their own children down in
+        order, much faster than every child handling the signal at once) and ``timeout`` seconds.
+        A session whose leader is gone (killed, its workers left behind) gets SIGTERM and
+        ``ORPHAN_GRACE`` seconds. Then whatever is left is killed.
         """
-        stopped, group, leaders = [], [], []
+        stopped, led, orphans = [], [], []
         for name, sig in signals.items():
             tracked = self.get(name)
-            if tracked is not None and (proc := tracked.process()) is not None:
+            if tracked is None:
+                continue
+            members = self.session(tracked)
+            if members:
                 stopped.append(name)
-                leaders.append(tracked.pid)
-                group += [proc, *proc.children(recursive=True)]
-                # Only the leader: Airflow components shut their own children down in order,
-                # which is much faster than every child handling the signal at once.
+            if tracked.process() is not None:
+                led += members
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(tracked.pid, sig)
-        if leftovers := _wait_gone(group, timeout):
-            for pgid in leaders:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pgid, signal.SIGKILL)
-            _wait_gone(leftovers, 5)
+            else:
+                orphans += members
+                _signal(members, signal.SIGTERM)
+        for procs, grace in ((orphans, ORPHAN_GRACE), (led, timeout)):
+            if leftovers := _wait_gone(procs, grace):
+                _signal(leftovers, signal.SIGKILL)
+                _wait_gone(leftovers, 5)
         for name in signals:
             self.pid_file(name).unlink(missing_ok=True)
         return stopped
+
+    def session(self, tracked: Tracked) -> list[psutil.Process]:
+        """Every live process of the service's session (its leader included, while it lives).
+
+        Each service is started as a session leader, so its session id is its pid; once the leader
+        is gone the id could be a stranger's, so only processes that carry the stack's mark count.
+        """
+        leader = tracked.process()
+        found = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(psutil.Error, OSError):
+                if os.getsid(proc.pid) != tracked.pid or not _running(proc):
+                    continue
+                if leader is not None or self.marked(proc):
+                    found.append(proc)
+        return found
+
+    def marked(self, proc: psutil.Process) -> bool:
+        try:
+            return proc.environ().get(STACK_ENV) == self.mark[STACK_ENV]
+        except (psutil.Error, OSError):
+            return False
+
+    def strays(self) -> list[psutil.Process]:
+        """Live processes of this stack, by its mark (whatever their session or parent)."""
+        me = os.getpid()
+        return [p for p in psutil.process_iter() if p.pid != me and _running(p) and self.marked(p)]
+
+    def sweep(self) -> int:
+        """Stop every process that still carries the stack's mark; how many there were."""
+        strays = self.strays()
+        _signal(strays, signal.SIGTERM)
+        if leftovers := _wait_gone(strays, ORPHAN_GRACE):
+            _signal(leftovers, signal.SIGKILL)
+            _wait_gone(leftovers, 5)
+        return len(strays)
+
+
+def _signal(procs: list[psutil.Process], sig: int) -> None:
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.send_signal(sig)
+
+
+def exit_reason(code: int) -> str:
+    """An exit code as ``subprocess`` reports it (negative: the signal) in words."""
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
 
 
 def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:

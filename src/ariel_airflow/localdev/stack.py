@@ -40,8 +40,12 @@ class StackEngine(ABC):
 
     # -- the engine's own part --------------------------------------------------------------------
     @abstractmethod
-    def up(self, *, ui_port: int, parallelism: int, progress: Progress) -> StackState:
-        """Start every service and return once all are healthy (stopping what started on failure)."""
+    def up(
+        self, *, ui_port: int, parallelism: int, progress: Progress, supervise: bool = False
+    ) -> StackState:
+        """Start every service that is not running and return once all are healthy (on a stopped stack,
+        stopping what started on failure). ``supervise`` (a detached stack): what dies is started
+        again with back-off, as the platform's pods are."""
 
     @abstractmethod
     def watch(self, state: StackState, poll: float = 2.0) -> str:
@@ -75,6 +79,13 @@ class StackEngine(ABC):
     def state(self) -> StackState | None:
         return StackState.load(self.state_file)
 
+    def readable_state(self) -> StackState | None:
+        """The state, or None when there is none or it is unreadable (enough for `down`)."""
+        try:
+            return self.state()
+        except UserError:
+            return None
+
     def status(self) -> dict[str, Any]:
         """``running_status`` while anything runs; else since when it is stopped and what is kept."""
         state = self.state()
@@ -95,7 +106,7 @@ class StackEngine(ABC):
 
     def _note_stopped(self, stopped: list[str]) -> None:
         """Record when `down` stopped a running stack (for `status`)."""
-        state = self.state()
+        state = self.readable_state()
         if stopped and state is not None:
             state.model_copy(update={"stopped_at": datetime.now(UTC)}).save(self.state_file)
 

@@ -42,7 +42,7 @@ class StackState(BaseModel):
             raise UserError(
                 f"stack state is unreadable ({exc.__class__.__name__})",
                 where=str(path),
-                fix="stop the stack with `ariel local down` and delete the file",
+                fix="stop the stack with `ariel local down` (the pid files suffice), then delete the file",
             ) from None
 
     def with_new_keys(self) -> StackState:
