@@ -28,12 +28,14 @@ ENV_PREFIXES = {"connections": "AIRFLOW_CONN_", "variables": "AIRFLOW_VAR_"}
 
 
 def secret_client(vault_url: str) -> SecretClient:
-    """A client of the vault, authenticated as azure-identity's DefaultAzureCredential finds: workload
-    identity in a pod, the pipeline's service connection or `az login` in CI, `az login` locally."""
-    from azure.identity import DefaultAzureCredential
+    """A client of the vault, authenticated as the kit's one credential (DefaultAzureCredential):
+    workload identity in a pod, the pipeline's service connection or `az login` in CI, `az login`
+    locally (from its token cache where no `az` command is installed)."""
     from azure.keyvault.secrets import SecretClient
 
-    return SecretClient(vault_url=vault_url, credential=DefaultAzureCredential())
+    from ariel_airflow.azure import credential
+
+    return SecretClient(vault_url=vault_url, credential=credential())
 
 
 def vault_url(team: Team, environment: str) -> str:
