@@ -28,14 +28,14 @@ ENV_PREFIXES = {"connections": "AIRFLOW_CONN_", "variables": "AIRFLOW_VAR_"}
 
 
 def secret_client(vault_url: str) -> SecretClient:
-    """A client of the vault, authenticated as the kit's one credential (DefaultAzureCredential):
-    workload identity in a pod, the pipeline's service connection or `az login` in CI, `az login`
-    locally (from its token cache where no `az` command is installed)."""
+    """A client of the vault, authenticated as azure-identity's DefaultAzureCredential finds: workload
+    identity in a pod, the pipeline's service connection or `az login` in CI, `az login` locally.
+    A new credential per command, not the task code's per-process one: each command signs in as
+    its environment says at that moment."""
+    from azure.identity import DefaultAzureCredential
     from azure.keyvault.secrets import SecretClient
 
-    from ariel_airflow.azure import credential
-
-    return SecretClient(vault_url=vault_url, credential=credential())
+    return SecretClient(vault_url=vault_url, credential=DefaultAzureCredential())
 
 
 def vault_url(team: Team, environment: str) -> str:
