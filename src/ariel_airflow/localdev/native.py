@@ -88,13 +88,14 @@ class NativeEngine(StackEngine):
                 },
             )
             try:
+                # The database starts while the launcher imports Airflow (seconds of CPU).
                 self._init_database(programs["postgres"].parent, state, user, progress)
+                self._start_database(plan, programs, user, state, progress)
                 with progress.step(
                     "loading Airflow, checking the local secret files", "local secret files parse"
                 ):
                     counts = launcher.wait_ready()
                 progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
-                self._start_database(plan, programs, user, state, progress)
                 started = self._start_airflow(launcher, plan, progress)
             finally:
                 launcher.close()
@@ -125,16 +126,27 @@ class NativeEngine(StackEngine):
     def _start_airflow(
         self, launcher: Launcher, plan: dict[str, Service], progress: Progress
     ) -> dict[str, Tracked]:
-        """Run the one-shot jobs (migrate, pools) in order, then fork the long-running components;
-        they are waited on by the caller."""
+        """Run the one-shot jobs (migrate, pools) in order, forking each long-running component as
+        soon as what it requires is done (the api-server starts while the pool is created, as Compose
+        does); they are waited on by the caller."""
+        done = {name for name, s in plan.items() if s.health in (Health.POSTGRES, Health.PGBOUNCER)}
+        waiting = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
+        started: dict[str, Tracked] = {}
+
+        def start_ready() -> None:
+            if ready := [s for s in waiting if set(s.requires) <= done and s.name not in started]:
+                progress.info("starting " + ", ".join(s.name for s in ready))
+                started.update({s.name: launcher.start_service(s.name, s.argv, s.env) for s in ready})
+
         for job in (s for s in plan.values() if s.health is Health.EXITS_ZERO):
+            start_ready()
             doing, did = job.step or (f"running {job.name}", f"{job.name} done")
             with progress.step(doing, did):
                 if code := launcher.run(job.name, job.argv, job.env):
                     self._fail(job, f"exited with code {code}")
-        components = [s for s in plan.values() if s.health in (Health.API, Health.HEARTBEAT)]
-        progress.info("starting " + ", ".join(s.name for s in components))
-        return {s.name: launcher.start_service(s.name, s.argv, s.env) for s in components}
+            done.add(job.name)
+        start_ready()
+        return started
 
     def _write_files(self, plan: list[Service], user: str | None) -> None:
         for svc in plan:
