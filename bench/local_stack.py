@@ -2,14 +2,19 @@
 
 For each: (a) seconds from start to healthy (from scratch: new database), (b) seconds from
 triggering the demo DAG to its success, (c) memory (PSS, MiB) of all the stack's processes at idle.
+Standalone runs twice: with its defaults (parallelism 32, so 32 LocalExecutor workers) and at the
+kit's parallelism (``standalone_p4_``), so the comparison also holds at equal task slots.
 The last line printed is one JSON object with the figures, under keys that name the engine
-(``native_``, ``docker_``, ``standalone_``), and the ratios of each engine to standalone.
-Targets (native): healthy <= 1.0, first_dag <= 1.0, memory <= 0.5.
+(``native_``, ``docker_``, ``standalone_``, ``standalone_p4_``), and the ratios of each engine to
+standalone (``native_memory``) and to standalone at equal parallelism (``native_memory_p4``).
+Targets: memory native <= 0.45, docker <= 0.6; healthy native <= 0.5, docker <= 0.7.
 
-    python bench/local_stack.py [--engine docker] [--idle-seconds 20]
+    python bench/local_stack.py [--engine docker] [--idle-seconds 20] [--breakdown]
 
 ``--engine docker`` adds the Docker engine (its images are built first, timed apart as
 ``docker_image_build_s``; memory is the PSS of the containers' processes, not of the daemon).
+``--breakdown`` prints the idle PSS per component and per kind of process (bench/pss.py) of
+every stack measured, and adds the per-component MiB to the JSON line under ``breakdown``.
 """
 
 from __future__ import annotations
@@ -31,10 +36,13 @@ from ariel_airflow.localdev.docker_engine import DockerEngine
 from ariel_airflow.localdev.native import NativeEngine
 from ariel_airflow.localdev.processes import pss_bytes
 from ariel_airflow.localdev.progress import Progress
-from ariel_airflow.localdev.state import free_port
+from ariel_airflow.localdev.state import DEFAULT_PARALLELISM, free_port
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, SECRETS_BACKEND_CLASS
 from ariel_airflow.team import TeamRepo
 from ariel_airflow.template import generate_team_repo
+
+sys.path.insert(0, str(Path(__file__).parent))
+import pss  # noqa: E402 - the bench's sibling module
 
 DAG_ID = "demo__daily_export"  # the example DAG of a team repository generated for team "demo"
 MIB = 1024 * 1024
@@ -50,12 +58,22 @@ def first_dag_seconds(client: AirflowClient) -> float:
     return time.monotonic() - t0
 
 
-def idle_memory_mib(procs: list[psutil.Process], idle_seconds: float) -> float:
+BREAKDOWNS: dict[str, dict[str, float]] = {}  # stack -> component -> PSS MiB, with --breakdown
+
+
+def idle_memory_mib(
+    stack: str, roots: dict[str, psutil.Process], idle_seconds: float, breakdown: bool
+) -> float:
+    """PSS of the component processes (name -> process) and their children, after an idle time."""
     time.sleep(idle_seconds)
-    return pss_bytes(procs) / MIB
+    if breakdown:
+        components = pss.breakdown(roots)
+        pss.print_breakdown(stack, components)
+        BREAKDOWNS[stack] = {k: round(v, 1) for k, v in pss.total_mib(components).items()}
+    return pss_bytes(list(roots.values())) / MIB
 
 
-def measure_ariel(repo: Path, engine_name: str, idle_seconds: float) -> dict[str, float]:
+def measure_ariel(repo: Path, engine_name: str, idle_seconds: float, breakdown: bool) -> dict[str, float]:
     port = free_port()
     ariel = [sys.executable, "-m", "ariel_airflow", "local"]
     figures = {}
@@ -72,24 +90,28 @@ def measure_ariel(repo: Path, engine_name: str, idle_seconds: float) -> dict[str
     try:
         if engine_name == "docker":
             engine = DockerEngine(TeamRepo.load(repo))
-            procs = [
-                psutil.Process(c.attrs["State"]["Pid"])
-                for c in engine.containers().values()
+            roots = {
+                name: psutil.Process(c.attrs["State"]["Pid"])
+                for name, c in engine.containers().items()
                 if c.status == "running"
-            ]
+            }
         else:
             engine = NativeEngine(TeamRepo.load(repo))
-            procs = [p for t in engine.table.running() if (p := t.process())]
+            roots = {t.name: p for t in engine.table.running() if (p := t.process())}
         with engine.client() as client:
             first = first_dag_seconds(client)
-        memory = idle_memory_mib(procs, idle_seconds)
+        memory = idle_memory_mib(f"ariel {engine_name}", roots, idle_seconds, breakdown)
     finally:
         subprocess.run([*ariel, "down", "--purge", "--team-repo", str(repo)], check=True)
     return {"healthy_s": healthy, "first_dag_s": first, "memory_mib": memory, **figures}
 
 
-def measure_standalone(repo: Path, workdir: Path, idle_seconds: float) -> dict[str, float]:
-    home = workdir / "standalone"
+def measure_standalone(
+    repo: Path, workdir: Path, idle_seconds: float, breakdown: bool, parallelism: int | None = None
+) -> dict[str, float]:
+    """``airflow standalone`` with its defaults, or at a given parallelism (its LocalExecutor workers)."""
+    name = "standalone" if parallelism is None else f"standalone_p{parallelism}"
+    home = workdir / name
     home.mkdir()
     (home / "passwords.json").write_text(json.dumps({ADMIN_USER: ADMIN_PASSWORD}))
     port = free_port()
@@ -115,6 +137,8 @@ def measure_standalone(repo: Path, workdir: Path, idle_seconds: float) -> dict[s
         "AIRFLOW__WORKERS__SECRETS_BACKEND": SECRETS_BACKEND_CLASS,
         "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": secrets,
     }
+    if parallelism is not None:
+        env["AIRFLOW__CORE__PARALLELISM"] = str(parallelism)
     log = open(home / "standalone.log", "wb")  # noqa: SIM115 - open for the process's lifetime
     t0 = time.monotonic()
     proc = subprocess.Popen(
@@ -128,7 +152,10 @@ def measure_standalone(repo: Path, workdir: Path, idle_seconds: float) -> dict[s
             time.sleep(0.5)
         healthy = time.monotonic() - t0
         first = first_dag_seconds(client)
-        memory = idle_memory_mib([psutil.Process(proc.pid)], idle_seconds)
+        supervisor = psutil.Process(proc.pid)
+        # Its components are its children (`airflow scheduler`, ...); the supervisor itself last.
+        roots = {pss.label(child): child for child in supervisor.children()}
+        memory = idle_memory_mib(name, {**roots, "standalone": supervisor}, idle_seconds, breakdown)
     finally:
         client.close()
         os.killpg(proc.pid, 15)
@@ -156,20 +183,28 @@ def main() -> None:
         default=[],
         help="docker: add the Docker engine",
     )
+    parser.add_argument("--breakdown", action="store_true", help="print the idle PSS per component")
     args = parser.parse_args()
     engines = ["native", *(e for e in args.engine if e != "native")]
+    load_at_start = os.getloadavg()  # start-up times are noisy when other work shares the cores
     workdir = Path(tempfile.mkdtemp(prefix="ariel-bench-"))
     workdir.chmod(0o755)  # Postgres runs unprivileged when this runs as root
     results = {}
     try:
         repo = generate_team_repo(workdir / "team-demo", "demo")
         for name in engines:
-            results[name] = measure_ariel(repo, name, args.idle_seconds)
+            results[name] = measure_ariel(repo, name, args.idle_seconds, args.breakdown)
             for key, value in results[name].items():
                 print(f"ariel {name:9}{key:14} {value:8.1f}")
-        theirs = measure_standalone(repo, workdir, args.idle_seconds)
-        for key, value in theirs.items():
-            print(f"standalone     {key:14} {value:8.1f}")
+        baselines = {
+            "": measure_standalone(repo, workdir, args.idle_seconds, args.breakdown),
+            f"_p{DEFAULT_PARALLELISM}": measure_standalone(
+                repo, workdir, args.idle_seconds, args.breakdown, DEFAULT_PARALLELISM
+            ),
+        }
+        for suffix, theirs in baselines.items():
+            for key, value in theirs.items():
+                print(f"standalone{suffix:5}{key:14} {value:8.1f}")
     except BaseException:
         # The stack's logs (team-demo/.ariel/logs, .ariel/docker/compose.log) are the only clue.
         print(f"bench failed; its work folder is kept for the logs: {workdir}", file=sys.stderr)
@@ -178,11 +213,16 @@ def main() -> None:
     figures, ratios = {}, {}
     for name, ours in results.items():
         figures |= {f"{name}_{k}": round(v, 2) for k, v in ours.items()}
-        for key, unit in (("healthy", "_s"), ("first_dag", "_s"), ("memory", "_mib")):
-            ratios[f"{name}_{key}"] = round(ours[key + unit] / theirs[key + unit], 3)
-            print(f"ratio {name:9}{key:14} {ratios[f'{name}_{key}']:8.2f}")
-    figures |= {f"standalone_{k}": round(v, 2) for k, v in theirs.items()}
-    print(json.dumps({"figures": figures, "ratios": ratios}))
+        for suffix, theirs in baselines.items():
+            for key, unit in (("healthy", "_s"), ("first_dag", "_s"), ("memory", "_mib")):
+                ratio = ratios[f"{name}_{key}{suffix}"] = round(ours[key + unit] / theirs[key + unit], 3)
+                print(f"ratio {name:9}{key + suffix:14} {ratio:8.2f}")
+    for suffix, theirs in baselines.items():
+        figures |= {f"standalone{suffix}_{k}": round(v, 2) for k, v in theirs.items()}
+    result = {"figures": figures, "ratios": ratios, "load_average": [load_at_start, os.getloadavg()]}
+    if BREAKDOWNS:
+        result["breakdown"] = BREAKDOWNS
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -336,3 +336,17 @@ def test_down_keeps_history_foreground_stops_on_ctrl_c_and_purge_forgets(
     assert result.returncode == 0, result.stderr
     assert "database cluster created" in result.stderr
     assert _runs(repo, DEMO_DAG) == 0
+
+
+def test_an_idle_scheduler_holds_no_task_workers(stack: tuple[Path, int]) -> None:
+    """Airflow's LocalExecutor forks `parallelism` workers at start and keeps them, each 30-90 MB
+    once it has supervised a task; the stack's executor forks one per workload and retires it when
+    the workload is done."""
+    repo, _ = stack
+    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    scheduler = psutil.Process(json.loads((repo / ".ariel" / "run" / "scheduler.pid").read_text())["pid"])
+    deadline = time.monotonic() + 30  # the scheduler reads the last result on its next heartbeat
+    while (workers := scheduler.children()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert workers == []

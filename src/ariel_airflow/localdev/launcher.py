@@ -49,7 +49,7 @@ PRELOAD = (
     "airflow.jobs.scheduler_job_runner",
     "airflow.jobs.triggerer_job_runner",
     "airflow.dag_processing.manager",
-    "airflow.executors.local_executor",
+    "ariel_airflow.localdev.executor",
     "airflow.api_fastapi.app",
     "airflow.api_fastapi.core_api.routes.public",
     "airflow.api_fastapi.core_api.routes.ui",

@@ -24,6 +24,8 @@ ADMIN_USER = "admin"
 ADMIN_PASSWORD = "admin"
 LOCAL_BUNDLE_CLASS = "airflow.dag_processing.bundles.local.LocalDagBundle"
 SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+# Airflow's LocalExecutor, forking its workers when tasks need them and keeping shared pages shared.
+EXECUTOR_CLASS = "ariel_airflow.localdev.executor.LeanLocalExecutor"
 # Seconds between the dag-processor's looks for new DAG files (Airflow's default, 300, is for clusters).
 DAG_REFRESH_INTERVAL = 10
 
@@ -97,7 +99,7 @@ def airflow_env(
     browser_url = f"http://127.0.0.1:{state.ui_port}"  # what links and redirects in the UI point to
     return {
         "AIRFLOW_HOME": str(layout.airflow_home),
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": EXECUTOR_CLASS,
         "AIRFLOW__CORE__PARALLELISM": str(state.parallelism),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__FERNET_KEY": state.fernet_key,
@@ -139,6 +141,9 @@ admin_users = {DB_USER}
 pool_mode = transaction
 max_client_conn = 200
 default_pool_size = 10
+# Close a server connection idle this long (PgBouncer's default: 600 s): each is a Postgres backend
+# of about 6 MB, and an idle local stack needs one or two, not one per burst of the last run.
+server_idle_timeout = 10
 ignore_startup_parameters = extra_float_digits
 """
 
