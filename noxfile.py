@@ -77,7 +77,7 @@ def platform(session: nox.Session) -> None:
     if not os.environ.get(CHART_ENV_VAR):
         session.error(
             f"set {CHART_ENV_VAR} to the official Airflow chart's folder or .tgz "
-            f"(e.g. {CHART_ENV_VAR}=../shared/airflow-chart/chart nox -s platform)"
+            f"(e.g. {CHART_ENV_VAR}=path/to/airflow/chart nox -s platform)"
         )
     install_kit(session, "[test]")
     for env in sorted(path.stem for path in (ROOT / "platform" / "environments").glob("*.yaml")):
