@@ -136,7 +136,9 @@ def test_airflow_containers_get_the_developers_azure_credentials_read_only(
     }.items():
         monkeypatch.setenv(name, value)
     images = {"db": "ariel-local/db:test", "airflow": "ariel-local/airflow:test"}
-    stack = compose.variables("demo", StackState(), tmp_path / "team", tmp_path / "stack", images)
+    # Real ports: Compose v2 refuses port 0 as a container port.
+    state = StackState(postgres_port=15432, pgbouncer_port=16432)
+    stack = compose.variables("demo", state, tmp_path / "team", tmp_path / "stack", images)
     result = subprocess.run(
         [*compose_flavour.argv, "--file", str(compose.compose_file()), "--project-name", "cfg", "config"],
         env={**os.environ, **stack},
