@@ -35,7 +35,7 @@ def install_kit(session: nox.Session, extras: str = "") -> None:
 @nox.session(python="3.11")
 def tests(session: nox.Session) -> None:
     """All tests, including the slow ones on real Postgres, PgBouncer and Airflow processes."""
-    install_kit(session, "[test]")
+    install_kit(session, "[test,lint]")  # ruff too: tests lint the repositories the template generates
     session.run("pytest", *session.posargs)
 
 
