@@ -22,7 +22,7 @@ from ariel_airflow.localdev.processes import STACK_ENV
 from ariel_airflow.localdev.state import free_port
 from ariel_airflow.team import TeamRepo
 
-from conftest import DEMO_DAG, copy_demo_team, run_ariel, status_json
+from conftest import copy_demo_team, run_ariel, status_json
 
 AIRFLOW = ["api-server", "scheduler", "dag-processor", "triggerer"]
 
@@ -78,16 +78,45 @@ def status_json_any(repo: Path) -> dict:
     return json.loads(result.stdout) if result.stdout.strip() else {}
 
 
+# A task that runs long enough to be caught running: the local executor forks a worker per task and
+# retires it when the task ends, so workers exist only while a task runs.
+LONG_DAG_ID = "demo__long_task"
+LONG_DAG = f"""
+import time
+from datetime import datetime, timedelta
+from airflow.sdk import dag, task
+
+@dag(dag_id="{LONG_DAG_ID}", schedule=None, start_date=datetime(2025, 1, 1), catchup=False,
+     tags=["team:demo"],
+     default_args={{"owner": "demo", "retries": 0, "execution_timeout": timedelta(minutes=10)}})
+def long_task():
+    @task
+    def wait():
+        time.sleep(600)
+    wait()
+
+long_task()
+"""
+
+
 def scheduler_with_workers(repo: Path, table) -> tuple[object, list[psutil.Process]]:  # noqa: ANN001
-    """The scheduler and its LocalExecutor workers (spawned by a DAG run), in its session."""
-    result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
+    """The scheduler and its LocalExecutor worker (and the task it runs), in its session, mid-task."""
+    result = run_ariel("local", "trigger", LONG_DAG_ID, "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     scheduler = table.get("scheduler")
-    workers = [
-        p for p in psutil.process_iter() if os.getsid(p.pid) == scheduler.pid and p.pid != scheduler.pid
-    ]
-    assert workers, "a DAG run leaves LocalExecutor workers in the scheduler's session"
-    return scheduler, workers
+
+    def in_its_session() -> list[psutil.Process]:
+        return [p for p in psutil.process_iter() if _sid(p.pid) == scheduler.pid and p.pid != scheduler.pid]
+
+    eventually(lambda: bool(in_its_session()), 240, "a running task's worker in the scheduler's session")
+    return scheduler, in_its_session()
+
+
+def _sid(pid: int) -> int | None:
+    try:
+        return os.getsid(pid)
+    except OSError:  # gone meanwhile
+        return None
 
 
 def leftovers(state_dir: Path, sessions: set[int]) -> list[str]:
@@ -113,6 +142,7 @@ def test_native_stack_restarts_what_dies_up_starts_what_is_missing_and_down_leav
     base: Path,
 ) -> None:
     repo = copy_demo_team(base / "team-demo")
+    (repo / "dags" / "demo_long_task.py").write_text(LONG_DAG)
     up(repo, "native")
     table = NativeEngine(TeamRepo.load(repo)).table
     sessions = {table.get(name).pid for name in ["postgres", "pgbouncer", *AIRFLOW]}
