@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ariel_airflow.localdev import compose
+from ariel_airflow.localdev import airflow_commands, compose
 from ariel_airflow.localdev.docker_tools import Compose
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import services
@@ -31,9 +31,21 @@ def test_compose_services_follow_the_native_start_order() -> None:
         assert set(document["services"][svc.name].get("depends_on", {})) <= started, svc.name
         started.add(svc.name)
     assert document["services"]["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
-    assert document["services"]["api-server"]["depends_on"]["migrate"] == {
-        "condition": "service_completed_successfully"
-    }
+    # The components start with the migration job and wait for it in their own process (as the
+    # chart's pods do), so that importing Airflow overlaps the migrations.
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
+        spec = document["services"][name]
+        assert spec["depends_on"] == {"pgbouncer": {"condition": "service_healthy"}}, name
+        assert airflow_commands.commands_of(spec["command"])[0][:2] == ["db", "check-migrations"], name
+
+
+def test_the_migration_job_creates_the_teams_pool_in_the_same_process() -> None:
+    document = yaml.safe_load(compose.compose_file().read_text())
+    commands = airflow_commands.commands_of(document["services"]["migrate"]["command"])
+    assert commands == [
+        ["db", "migrate"],
+        ["pools", "set", "${ARIEL_POOL}", "${ARIEL_PARALLELISM}", "The team pool: the local stack slots"],
+    ]
 
 
 def test_every_component_shares_the_keys_and_the_execution_api() -> None:
@@ -41,7 +53,7 @@ def test_every_component_shares_the_keys_and_the_execution_api() -> None:
     airflow = [
         spec["environment"] for spec in document["services"].values() if "AIRFLOW_HOME" in spec["environment"]
     ]
-    assert len(airflow) == 6  # migrate, pools, api-server, scheduler, dag-processor, triggerer
+    assert len(airflow) == 5  # migrate, api-server, scheduler, dag-processor, triggerer
     for key in (
         "AIRFLOW__API_AUTH__JWT_SECRET",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",

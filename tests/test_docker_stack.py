@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -79,9 +80,8 @@ def test_up_reports_progress_and_every_service_healthy(docker_stack: DockerStack
     assert status["import_errors"] == []
     # Compose made exactly the model's services, and the one-shot jobs (migration, pool) succeeded.
     containers = engine(repo).containers()
-    assert set(containers) == {*SERVICES, "migrate", "pools"}
+    assert set(containers) == {*SERVICES, "migrate"}
     assert containers["migrate"].attrs["State"]["ExitCode"] == 0
-    assert containers["pools"].attrs["State"]["ExitCode"] == 0
 
 
 @pytest.mark.slow
@@ -108,15 +108,25 @@ def test_database_runs_unprivileged_and_airflow_as_the_host_user(docker_stack: D
 
 @pytest.mark.slow
 def test_demo_dag_reads_local_secrets_and_succeeds(docker_stack: DockerStack) -> None:
+    """It succeeds, and each task's usage, recorded in its container, reaches the host's CLI."""
     repo = docker_stack.repo
     result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert "succeeded" in result.stderr
+    assert "fits" in result.stderr  # the verdict table, from the usage records
+    usage = run_ariel("local", "usage", DEMO_DAG, "--json", "--team-repo", str(repo))
+    assert usage.returncode == 0, usage.stderr
+    rows = json.loads(usage.stdout)["tasks"]
+    assert len(rows) >= 2
+    for row in rows:
+        worst = row["worst"]
+        assert worst["peak_memory_bytes"] > 20 * 2**20, row  # a Python task process, at least
+        assert worst["profile"] and worst["limits"]["memory"], row  # its pod, merged as `ariel check` does
 
 
 @pytest.mark.slow
 def test_the_teams_pool_exists_and_its_tasks_run_in_it(docker_stack: DockerStack) -> None:
-    """The same pool as on the native engine and the platform, made by the compose's `pools` job."""
+    """The same pool as on the native engine and the platform, made by the compose's migration job."""
     repo = docker_stack.repo
     state = stack_state(repo)
     result = run_ariel("local", "trigger", DEMO_DAG, "--wait", "--timeout", "300", "--team-repo", str(repo))

@@ -218,12 +218,19 @@ def local_up(
     parallelism: Annotated[
         int, typer.Option(min=1, max=32, help="Task slots of the LocalExecutor.")
     ] = DEFAULT_PARALLELISM,
+    timeout: Annotated[
+        int | None,
+        typer.Option(
+            min=10, help="Seconds each service may take to become healthy [default: 240 for Airflow's]."
+        ),
+    ] = None,
 ) -> None:
     """Start Postgres, PgBouncer and Airflow for the team repository."""
     repo = TeamRepo.load(team_repo)
     from ariel_airflow.localdev.engines import engine_for_up
 
     stack, why_not_docker = engine_for_up(repo, engine)
+    stack.start_timeout = timeout
     progress = Progress()
     progress.info(f"team {repo.team.name!r} at {repo.root} ({stack.name} engine)")
     if why_not_docker:

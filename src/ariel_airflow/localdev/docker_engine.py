@@ -33,7 +33,7 @@ from ariel_airflow.localdev.local_secrets import finish_check, start_check
 from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.processes import exit_reason, tail
 from ariel_airflow.localdev.progress import Progress
-from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine
+from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import Health, Service, services
 from ariel_airflow.team import TeamRepo
@@ -180,7 +180,7 @@ class DockerEngine(StackEngine):
         raise ValueError(f"{container_path} is not in a folder the compose file mounts")
 
     def _wait(self, svc: Service, starter: subprocess.Popen, log: Path) -> None:
-        deadline = time.monotonic() + TIMEOUTS[svc.health]
+        deadline = time.monotonic() + self.timeout(svc.health)
         while True:
             try:
                 container = self.containers().get(svc.name)
@@ -215,7 +215,7 @@ class DockerEngine(StackEngine):
                         f"{svc.name} was not created in time. Last lines of {log}:\n{tail(log, 25)}"
                     )
                 health = (container.attrs["State"].get("Health") or {}).get("Status")
-                self._fail(svc, container, f"not healthy after {TIMEOUTS[svc.health]}s (Docker: {health})")
+                self._fail(svc, container, f"{self.not_healthy_in_time(svc.health)} (Docker: {health})")
             time.sleep(0.5)
 
     def _fail(self, svc: Service, container: Container, why: str) -> None:

@@ -4,10 +4,16 @@ Each Airflow process otherwise spends seconds of CPU importing Airflow and keeps
 those modules. Forked from one warmed-up parent, the components start sooner and share those
 pages copy-on-write (the same trick as gunicorn's preload; Airflow forks its own workers this way).
 
-The parent (``Launcher``) talks to the child process (``serve``) in JSON lines over pipes:
-the child reports ``ready`` (after checking the local secret files), then obeys ``run`` (fork,
-wait, report the exit code), ``start`` (fork, report the pid), ``exec`` (start a program such as
-Postgres, report the pid), and ``exit`` or ``supervise``.
+The parent (``Launcher``) talks to the child process (``serve``) in JSON lines over pipes. The
+child obeys ``start`` (a long-running service) and ``run`` (a one-shot job, whose exit code ``wait``
+reports), each either forked (an Airflow command) or executed (a program such as Postgres);
+``checked`` (report the local secret files' entries, or why they are invalid), ``preloaded``
+(report once Airflow is imported), and ``exit`` or ``supervise``.
+
+Checking the secret files and importing Airflow take one core for seconds, so they run in a thread
+from the start: meanwhile the launcher executes programs (Postgres, PgBouncer, the database job) on
+the other core. A fork waits for the import to end (forking while a thread imports would copy its
+locks), so no thread but the main one is left when the launcher forks.
 
 ``supervise`` (a detached stack) keeps the launcher as the stack's supervisor, as the kubelet is for
 the platform's pods: a component that exits has the rest of its session killed (its pod's other
@@ -26,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -34,6 +41,7 @@ from typing import IO, Any
 import psutil
 
 from ariel_airflow.errors import UserError
+from ariel_airflow.localdev import airflow_commands
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, exit_reason, tail
 
 NAME = "launcher"
@@ -42,26 +50,44 @@ NAME = "launcher"
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 BACKOFF_RESET = 120.0
-# Modules every component needs; importing them before forking is what makes the forks cheap.
+# Modules to import before forking, in stages, each forked as soon as what it needs is loaded: the
+# database job after the first, the api-server after the second (it builds its app meanwhile), the
+# other components after the last. Imported before the fork, a module's pages are shared.
 PRELOAD = (
-    "airflow.models",
-    "airflow.cli.cli_parser",
-    "airflow.jobs.scheduler_job_runner",
-    "airflow.jobs.triggerer_job_runner",
-    "airflow.dag_processing.manager",
-    "ariel_airflow.localdev.executor",
-    "airflow.api_fastapi.app",
-    "airflow.api_fastapi.core_api.routes.public",
-    "airflow.api_fastapi.core_api.routes.ui",
-    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
-    "uvicorn",
-    "airflow.sdk",
-    "airflow.providers.standard.operators.python",
-    "airflow.providers.standard.sensors.python",
-    # Team DAGs build pod overrides with profile(): the Kubernetes models are big and used everywhere.
-    "airflow.providers.cncf.kubernetes.pod_generator",
-    "ariel_airflow.profiles",
+    (
+        "airflow.models",
+        "airflow.cli.cli_parser",
+        "airflow.cli.commands.db_command",
+        "airflow.cli.commands.pool_command",
+    ),
+    (
+        "airflow.jobs.scheduler_job_runner",
+        "airflow.jobs.triggerer_job_runner",
+        "airflow.dag_processing.manager",
+        "ariel_airflow.localdev.executor",
+        "airflow.sdk",
+        "airflow.providers.standard.operators.python",
+        "airflow.providers.standard.sensors.python",
+        "airflow.api_fastapi.app",
+        "airflow.api_fastapi.core_api.routes.public",
+        "airflow.api_fastapi.core_api.routes.ui",
+        "airflow.api_fastapi.execution_api.routes",
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
+        "uvicorn",
+    ),
+    # Team DAGs build pod overrides with profile(): the Kubernetes models are big, and the
+    # dag-processor's parsers and the scheduler's tasks need them.
+    airflow_commands.KUBERNETES,
 )
+LAST_STAGE = len(PRELOAD) - 1
+# The stage an Airflow command needs (by its first word; the last stage when not named here).
+STAGE_OF_COMMAND = {"db": 0, "pools": 0, "api-server": 1}
+
+
+def stage_needed(argv: list[str]) -> int:
+    """The preload stage a forked command line needs: the most any of its Airflow commands needs."""
+    commands = airflow_commands.commands_of(argv) or [[]]
+    return max(STAGE_OF_COMMAND.get(command[0] if command else "", LAST_STAGE) for command in commands)
 
 
 class Launcher:
@@ -78,24 +104,37 @@ class Launcher:
         argv = [sys.executable, "-m", "ariel_airflow.localdev.launcher", json.dumps(secrets)]
         return cls(table, table.start(NAME, argv, env=env, cwd=cwd, pipes=True))
 
-    def wait_ready(self) -> dict[str, int]:
+    def checked(self) -> dict[str, int]:
         """Counts of the local secret files' entries; UserError when they are missing or malformed."""
+        self._send({"op": "checked"})
         reply = self._receive()
         if reply["event"] == "error":
             raise UserError(reply["message"], where=reply.get("where"), fix=reply.get("fix"))
         return reply["secrets"]
 
-    def run(self, name: str, argv: list[str], env: dict[str, str]) -> int:
-        """Run a one-shot command (``airflow db migrate``) in a fork; its exit code."""
-        self._send(self.command("run", name, argv, env))
+    def run(self, command: dict[str, Any]) -> None:
+        """Start a one-shot job (``command("run", ...)``); ``wait`` tells how it ended."""
+        self._send(command)
+        self._receive()
+
+    def wait(self, name: str) -> int:
+        """The exit code of the one-shot job ``name``, once it ended."""
+        self._send({"op": "wait", "name": name})
         return self._receive()["code"]
 
+    def preloaded(self) -> None:
+        """Return once the launcher has imported Airflow (the forks need it)."""
+        self._send({"op": "preloaded"})
+        self._receive()
+
     def command(
-        self, op: str, name: str, argv: list[str], env: dict[str, str], user: str | None = None
+        self, op: str, name: str, argv: list[str], env: dict[str, str], *, fork: bool, user: str | None = None
     ) -> dict[str, Any]:
-        """``start`` (an Airflow component, forked), ``exec`` (a program, as ``user``) or ``run``."""
+        """``start`` (a long-running service) or ``run`` (a one-shot job): ``fork`` for an Airflow
+        command (``argv`` is its command line), else a program, executed as ``user``."""
         return {
             "op": op,
+            "fork": fork,
             "name": name,
             "argv": argv,
             "env": {**env, **self.table.mark},
@@ -152,38 +191,117 @@ def serve(secrets: dict[str, str]) -> None:
     # Keep the real stdout for our replies; anything Airflow prints goes to the log (stderr).
     replies = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    from ariel_airflow.localdev.local_secrets import check_local_secrets
-
-    try:
-        counts = check_local_secrets(Path(secrets["connections"]), Path(secrets["variables"]))
-    except UserError as exc:
-        _reply(replies, {"event": "error", "message": exc.message, "where": exc.where, "fix": exc.fix})
-        return
-    import importlib
-
-    # Python's advice for fork without exec: no collections in the parent while loading, and the
-    # loaded objects frozen so the children's collections do not write to (and so copy) their pages.
-    gc.disable()
-    for module in PRELOAD:
-        importlib.import_module(module)
-    gc.freeze()
-    _reply(replies, {"event": "ready", "secrets": counts})
-    children: dict[str, Child] = {}
+    preload = Preload(Path(secrets["connections"]), Path(secrets["variables"]))
+    children: dict[str, Child] = {}  # the long-running services
+    jobs: dict[str, Child] = {}  # the one-shot jobs, until waited for
     for line in sys.stdin:
         command = json.loads(line)
         if command["op"] == "exit":
             return
+        if command["op"] == "checked":
+            _reply(replies, preload.checked())
+            continue
+        if command["op"] == "preloaded":
+            preload.ready_to_fork()
+            _reply(replies, {"event": "preloaded"})
+            continue
         if command["op"] == "supervise":
+            preload.ready_to_fork()  # the supervisor forks the Airflow components it restarts
             _reply(replies, {"event": "supervising"})
             replies.close()
             Supervisor(ProcessTable(Path(command["run_dir"]), Path()), children, command["commands"]).run()
             return
+        if command["op"] == "wait":
+            _reply(replies, {"event": "exited", "code": jobs.pop(command["name"]).wait()})
+            continue
+        if command["fork"]:
+            preload.ready_to_fork(stage_needed(command["argv"]))
         child = Child.start(command)
-        if command["op"] == "run":
-            _reply(replies, {"event": "exited", "code": child.wait()})
-        else:
-            children[command["name"]] = child
-            _reply(replies, {"event": "started", "pid": child.pid})
+        preload.resume()
+        (jobs if command["op"] == "run" else children)[command["name"]] = child
+        _reply(replies, {"event": "started", "pid": child.pid})
+
+
+class Preload:
+    """Checks the local secret files, then imports ``PRELOAD`` stage by stage, in a thread.
+
+    ``checked`` waits for the check. ``ready_to_fork(stage)`` returns once that stage is imported
+    and the thread has stopped (it stops after the stage it is importing), so the caller may fork;
+    ``resume`` then lets it go on with the next stages.
+    """
+
+    def __init__(self, connections: Path, variables: Path) -> None:
+        # Python's advice for fork without exec: no collections in the parent while loading, and the
+        # loaded objects frozen so the children's collections do not write to (and so copy) their pages.
+        gc.disable()
+        self._check_done = threading.Event()
+        self._check: dict[str, Any] = {}
+        self._error: BaseException | None = None
+        self._loaded = -1  # the last stage imported
+        self._stop_after: int | None = None  # a fork waits for this stage: the thread stops there
+        self._thread: threading.Thread | None = None
+        self._start(self._check_then_load, connections, variables)
+
+    def checked(self) -> dict[str, Any]:
+        """The reply to ``checked``: the counts of the secret files' entries, or the error."""
+        self._check_done.wait()
+        return self._check
+
+    def ready_to_fork(self, stage: int = LAST_STAGE) -> None:
+        while True:
+            self._stop_after = stage
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
+            if self._error is not None:
+                raise self._error
+            if self._check.get("event") != "ready":
+                raise SystemExit(f"the local secret files are not valid: {self._check.get('message')}")
+            if self._loaded >= stage:
+                gc.freeze()
+                return
+            self._start(self._load)
+
+    def resume(self) -> None:
+        self._stop_after = None
+        if self._thread is None and self._loaded < LAST_STAGE and self._error is None:
+            self._start(self._load)
+
+    def _start(self, target: Any, *args: Any) -> None:
+        # A daemon: `exit` while it imports must not wait for it.
+        self._thread = threading.Thread(target=target, args=args, name="preload", daemon=True)
+        self._thread.start()
+
+    def _check_then_load(self, connections: Path, variables: Path) -> None:
+        from ariel_airflow.localdev.local_secrets import check_local_secrets
+
+        try:
+            self._check = {"event": "ready", "secrets": check_local_secrets(connections, variables)}
+        except UserError as exc:
+            self._check = {"event": "error", "message": exc.message, "where": exc.where, "fix": exc.fix}
+            return
+        except BaseException as exc:
+            self._error = exc
+            return
+        finally:
+            self._check_done.set()
+        self._load()
+
+    def _load(self) -> None:
+        import importlib
+
+        try:
+            while self._loaded < LAST_STAGE:
+                stage, t0 = self._loaded + 1, time.monotonic()
+                for module in PRELOAD[stage]:
+                    importlib.import_module(module)
+                self._loaded = stage
+                took = time.monotonic() - t0
+                print(f"launcher: preload stage {stage} imported in {took:.1f}s", file=sys.stderr, flush=True)
+                if self._stop_after is not None and stage >= self._stop_after:
+                    return
+        except BaseException as exc:  # raised by ready_to_fork(), in the thread that can act on it
+            self._error = exc
 
 
 class Child:
@@ -197,7 +315,7 @@ class Child:
 
     @classmethod
     def start(cls, command: dict[str, Any]) -> Child:
-        if command["op"] != "exec":
+        if command["fork"]:
             return cls(_fork(command))
         with open(command["log"], "ab") as log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {command['name']}\n".encode())
@@ -327,7 +445,6 @@ def _fork(command: dict[str, Any]) -> int:
 
 def _run_airflow(argv: list[str], env: dict[str, str]) -> int:
     from airflow import settings
-    from airflow.__main__ import main
 
     previous_url = settings.SQL_ALCHEMY_CONN
     os.environ.clear()
@@ -335,9 +452,7 @@ def _run_airflow(argv: list[str], env: dict[str, str]) -> int:
     settings.configure_vars()
     if previous_url != settings.SQL_ALCHEMY_CONN:  # the connection pool was built at import
         settings.reconfigure_orm()
-    sys.argv = ["airflow", *argv[1:]]  # argv[0] is the program name of the topology: "airflow"
-    main()
-    return 0
+    return airflow_commands.run(airflow_commands.commands_of(argv) or [])
 
 
 if __name__ == "__main__":

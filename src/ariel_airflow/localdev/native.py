@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from ariel_airflow.errors import UserError
-from ariel_airflow.localdev import binaries
+from ariel_airflow.localdev import airflow_commands, binaries
 from ariel_airflow.localdev import logs as log_files
 from ariel_airflow.localdev.launcher import NAME as LAUNCHER
 from ariel_airflow.localdev.launcher import Launcher
 from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
 from ariel_airflow.localdev.progress import Progress
-from ariel_airflow.localdev.stack import TIMEOUTS, StackEngine, component_status, connect_db, sql_ok
+from ariel_airflow.localdev.stack import StackEngine, component_status, connect_db, sql_ok
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.topology import (
     DB_NAME,
@@ -108,12 +108,15 @@ class NativeEngine(StackEngine):
     def _start_missing(
         self, state: StackState, running: set[str], supervise: bool, progress: Progress
     ) -> None:
-        """Start the services not in ``running`` (and on a fresh start the one-shot jobs) through one
-        launcher; it exits, or with ``supervise`` stays as the supervisor of every service."""
+        """Start the services not in ``running`` (and on a fresh start the one-shot job) through one
+        launcher; it exits, or with ``supervise`` stays as the supervisor of every service.
+
+        The launcher imports Airflow on one core while Postgres and PgBouncer start on the other.
+        """
+        binaries.airflow_path()  # the launcher is this environment's Python: it must hold Airflow
         programs = {
             "postgres": binaries.postgres_bin_dir() / "postgres",
             "pgbouncer": binaries.pgbouncer_path(),
-            "airflow": binaries.airflow_path(),
         }
         user = binaries.unprivileged_user()
         if user:
@@ -132,29 +135,39 @@ class NativeEngine(StackEngine):
         try:
             if not running:
                 self._init_database(programs["postgres"].parent, state, user, progress)
-            with progress.step(
-                "loading Airflow, checking the local secret files", "local secret files parse"
-            ):
-                counts = launcher.wait_ready()
-            progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
             commands = {
-                name: self._command(launcher, svc, programs, user)
+                name: self._command(launcher, "start", svc, programs, user)
                 for name, svc in plan.items()
                 if svc.health is not Health.EXITS_ZERO
             }
-            for name in ("postgres", "pgbouncer"):
-                if name not in running:
-                    with progress.step(f"starting {name}", f"{name} healthy"):
-                        self._wait(plan[name], launcher.start_service(commands[name]), state)
-                        if name == "postgres":
-                            _ensure_database(state)
-            if not running:
-                self._run_jobs(launcher, plan, progress)
+            jobs = [s for s in plan.values() if s.health is Health.EXITS_ZERO] if not running else []
+            if "postgres" not in running:
+                with progress.step("starting postgres", "postgres healthy"):
+                    self._wait(plan["postgres"], launcher.start_service(commands["postgres"]), state)
+                    _ensure_database(state)
+            if "pgbouncer" not in running:
+                with progress.step("starting pgbouncer", "pgbouncer healthy"):
+                    self._wait(plan["pgbouncer"], launcher.start_service(commands["pgbouncer"]), state)
+            # Each Airflow process is forked as soon as the launcher has imported what it needs: the
+            # job first, then the api-server (it builds its app while the rest loads), then the others.
+            # The components wait for the migrations themselves.
+            for job in jobs:
+                launcher.run(self._command(launcher, "run", job, programs, user))
+            with progress.step("checking the local secret files", "local secret files parse"):
+                counts = launcher.checked()
+            progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
             airflow = [
                 n for n, s in plan.items() if s.health in (Health.API, Health.HEARTBEAT) and n not in running
             ]
             progress.info("starting " + ", ".join(airflow))
-            started = {name: launcher.start_service(commands[name]) for name in airflow}
+            first = [n for n in airflow if plan[n].health is Health.API]
+            started = {name: launcher.start_service(commands[name]) for name in first}
+            for job in jobs:
+                doing, did = job.step or (f"running {job.name}", f"{job.name} done")
+                with progress.step(doing, did):
+                    if code := launcher.wait(job.name):
+                        self._fail(job, f"exited with code {code}")
+            started |= {name: launcher.start_service(commands[name]) for name in airflow if name not in first}
             for name, tracked in started.items():
                 t0 = time.monotonic()
                 self._wait(plan[name], tracked, state)
@@ -168,29 +181,22 @@ class NativeEngine(StackEngine):
             launcher.close()
             raise
 
-    def _command(self, launcher: Launcher, svc: Service, programs: dict[str, Path], user: str | None) -> dict:
-        """How the launcher starts (and its supervisor restarts) a long-running service."""
-        if svc.argv[0] == "airflow":  # a fork of the launcher, which has imported Airflow
-            return launcher.command("start", svc.name, svc.argv, svc.env)
+    def _command(
+        self, launcher: Launcher, op: str, svc: Service, programs: dict[str, Path], user: str | None
+    ) -> dict:
+        """How the launcher starts (``op`` "start"; its supervisor restarts) or runs ("run") a service."""
+        if airflow_commands.commands_of(svc.argv):  # a fork of the launcher, which has imported Airflow
+            return launcher.command(op, svc.name, svc.argv, svc.env, fork=True)
         argv = [str(programs[svc.argv[0]]), *svc.argv[1:]]
-        return launcher.command(
-            "exec", svc.name, argv, {**os.environ, **svc.env}, user if svc.needs_unprivileged_user else None
-        )
-
-    def _run_jobs(self, launcher: Launcher, plan: dict[str, Service], progress: Progress) -> None:
-        """The one-shot jobs (migrate, pools), in order, in forks of the launcher."""
-        for job in (s for s in plan.values() if s.health is Health.EXITS_ZERO):
-            doing, did = job.step or (f"running {job.name}", f"{job.name} done")
-            with progress.step(doing, did):
-                if code := launcher.run(job.name, job.argv, job.env):
-                    self._fail(job, f"exited with code {code}")
+        user = user if svc.needs_unprivileged_user else None
+        return launcher.command(op, svc.name, argv, {**os.environ, **svc.env}, fork=False, user=user)
 
     def _wait_restarted(self, svc: Service, state: StackState) -> None:
         probe = self._probe(svc, state)
-        deadline = time.monotonic() + TIMEOUTS[svc.health]
+        deadline = time.monotonic() + self.timeout(svc.health)
         while not probe():
             if time.monotonic() > deadline:
-                self._fail(svc, f"not healthy after {TIMEOUTS[svc.health]}s")
+                self._fail(svc, self.not_healthy_in_time(svc.health))
             time.sleep(0.5)
 
     def _running_components(self) -> set[str]:
@@ -247,12 +253,12 @@ class NativeEngine(StackEngine):
 
     def _wait(self, svc: Service, tracked: Tracked, state: StackState) -> None:
         probe = self._probe(svc, state)
-        deadline = time.monotonic() + TIMEOUTS[svc.health]
+        deadline = time.monotonic() + self.timeout(svc.health)
         while not probe():
             if not tracked.alive():
                 self._fail(svc, "exited during start-up")
             if time.monotonic() > deadline:
-                self._fail(svc, f"not healthy after {TIMEOUTS[svc.health]}s")
+                self._fail(svc, self.not_healthy_in_time(svc.health))
             time.sleep(0.5)
 
     def _fail(self, svc: Service, why: str) -> None:

@@ -32,6 +32,18 @@ class StackEngine(ABC):
     """Base of the native and Docker engines; the CLI uses only the public methods."""
 
     name = ""
+    # Seconds every service may take to become healthy (`ariel local up --timeout`); None: TIMEOUTS.
+    start_timeout: float | None = None
+
+    def timeout(self, health: Health) -> float:
+        return self.start_timeout or TIMEOUTS[health]
+
+    def not_healthy_in_time(self, health: Health) -> str:
+        """Why a service failed its deadline, and how to give it longer."""
+        return (
+            f"not healthy after {self.timeout(health):.0f}s "
+            "(a slow or busy machine may need longer: `ariel local up --timeout 600`)"
+        )
 
     def __init__(self, repo: TeamRepo) -> None:
         self.repo = repo

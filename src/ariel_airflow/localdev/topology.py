@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import PurePath
 
+from ariel_airflow.localdev import airflow_commands
 from ariel_airflow.localdev.state import StackState
 from ariel_airflow.localdev.usage import PLUGIN_FILE, plugin_source
 from ariel_airflow.policies import LOCAL_SETTINGS_FILE, local_settings_source
@@ -28,6 +29,10 @@ SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend
 EXECUTOR_CLASS = "ariel_airflow.localdev.executor.LeanLocalExecutor"
 # Seconds between the dag-processor's looks for new DAG files (Airflow's default, 300, is for clusters).
 DAG_REFRESH_INTERVAL = 10
+# The components start with the migration job, not after it: in their own process they first wait
+# for the migrations, as the chart's pods do (their wait-for-airflow-migrations init container), so
+# importing Airflow, which takes seconds of CPU, overlaps the migrations.
+WAIT_FOR_MIGRATIONS = ["db", "check-migrations", "--migration-wait-timeout", "300"]
 
 
 class Health(StrEnum):
@@ -57,7 +62,9 @@ class Layout:
 @dataclass(frozen=True)
 class Service:
     name: str
-    argv: list[str]  # argv[0] is a program name the engine resolves (postgres, pgbouncer, airflow)
+    # argv[0] is a program the engine resolves (postgres, pgbouncer), or Airflow's commands run by
+    # ``python -m ariel_airflow.localdev.airflow_commands`` (localdev/airflow_commands.py)
+    argv: list[str]
     health: Health
     env: dict[str, str] = field(default_factory=dict)
     port: int | None = None
@@ -65,7 +72,7 @@ class Service:
     stop_signal: int = signal.SIGTERM
     needs_unprivileged_user: bool = False  # Postgres and PgBouncer refuse to run as root
     heartbeat_key: str | None = None  # key of /api/v2/monitor/health for Health.HEARTBEAT
-    requires: tuple[str, ...] = ()  # services that must be healthy (or have succeeded) first
+    requires: tuple[str, ...] = ()  # services that must be healthy first
     step: tuple[str, str] | None = None  # a one-shot job's progress: what it does, what it did
 
 
@@ -153,9 +160,15 @@ def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> li
     where the platform's task_policy puts every task; locally it has the stack's parallelism."""
 
     def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
-        env = airflow_env(bundle, state, layout, name, direct=health is Health.EXITS_ZERO)
-        requires = kw.pop("requires", ("migrate", "pgbouncer"))  # all four start together, as natively
-        return Service(name, ["airflow", *argv], health, env=env, heartbeat_key=key, requires=requires, **kw)
+        return Service(
+            name,
+            airflow_commands.argv(WAIT_FOR_MIGRATIONS, argv),
+            health,
+            env=airflow_env(bundle, state, layout, name),
+            heartbeat_key=key,
+            requires=("pgbouncer",),
+            **kw,
+        )
 
     return [
         Service(
@@ -192,31 +205,28 @@ def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> li
             },
             needs_unprivileged_user=True,
         ),
-        airflow(
+        # One job, one process (localdev/airflow_commands.py): migrate, then the team's pool, as on
+        # the platform (there sized from the team's quota; here no quota is known, so the executor's
+        # slots). The same task_policy puts the team's tasks into it.
+        Service(
             "migrate",
-            ["db", "migrate"],
+            airflow_commands.argv(
+                ["db", "migrate"],
+                ["pools", "set", pool, str(state.parallelism), "The team pool: the local stack slots"],
+            ),
             Health.EXITS_ZERO,
+            env=airflow_env(bundle, state, layout, "migrate", direct=True),
             requires=("postgres",),
             step=(
-                "migrating the metadata database (directly, not through PgBouncer)",
-                "metadata database migrated",
+                f"migrating the metadata database (directly, not through PgBouncer), then the pool {pool}",
+                f"metadata database migrated, pool {pool} has {state.parallelism} slots",
             ),
-        ),
-        # The team's pool, as on the platform (there sized from the team's quota; here no quota is
-        # known, so the executor's slots): the same task_policy puts the team's tasks into it.
-        airflow(
-            "pools",
-            ["pools", "set", pool, str(state.parallelism), "The team's pool: the local stack's slots"],
-            Health.EXITS_ZERO,
-            requires=("migrate",),
-            step=(f"creating the pool {pool}", f"pool {pool} has {state.parallelism} slots"),
         ),
         airflow(
             "api-server",
             ["api-server"],
             Health.API,
             port=state.ui_port,
-            requires=("migrate", "pgbouncer"),
             files={
                 str(layout.airflow_home / "passwords.json"): json.dumps({ADMIN_USER: ADMIN_PASSWORD}),
                 # The platform's cluster policies: the local dag-processor refuses what CI refuses.
@@ -225,13 +235,7 @@ def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> li
                 str(layout.airflow_home / "plugins" / PLUGIN_FILE): plugin_source(),
             },
         ),
-        airflow(
-            "scheduler",
-            ["scheduler", "--skip-serve-logs"],
-            Health.HEARTBEAT,
-            "scheduler",
-            requires=("migrate", "pools", "pgbouncer"),  # a task of a pool not yet there would wait
-        ),
+        airflow("scheduler", ["scheduler", "--skip-serve-logs"], Health.HEARTBEAT, "scheduler"),
         airflow("dag-processor", ["dag-processor"], Health.HEARTBEAT, "dag_processor"),
         airflow("triggerer", ["triggerer", "--skip-serve-logs"], Health.HEARTBEAT, "triggerer"),
     ]
