@@ -1,6 +1,7 @@
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -58,3 +59,33 @@ def test_a_session_whose_leader_was_killed_is_stopped_even_if_it_ignores_sigterm
     assert time.monotonic() - t0 < ORPHAN_GRACE + 6  # the grace of an orphan, not the leader's timeout
     assert not worker_proc.is_running() or worker_proc.status() == "zombie"
     assert table.strays() == []
+
+
+def test_a_service_that_ignores_its_stop_signal_is_killed_after_its_own_grace(tmp_path: Path) -> None:
+    """The triggerer's grace is shorter than the rest's: each is killed after its own."""
+    table = ProcessTable(tmp_path / "run", tmp_path / "logs")
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('up', flush=True); time.sleep(120)"
+    )
+    names = ("quick", "slow")
+    tracked = {
+        n: table.start(n, [sys.executable, "-c", stubborn], env=dict(os.environ), cwd=tmp_path) for n in names
+    }
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not all("up" in table.log_file(n).read_text() for n in names):
+        time.sleep(0.1)
+    ended: dict[str, float] = {}
+    watchers = [
+        threading.Thread(target=lambda n=n: (tracked[n].popen.wait(), ended.setdefault(n, time.monotonic())))
+        for n in names
+    ]
+    for watcher in watchers:
+        watcher.start()
+    t0 = time.monotonic()
+    stopped = table.stop(dict.fromkeys(names, signal.SIGTERM), timeout=30, grace={"quick": 1, "slow": 4})
+    for watcher in watchers:
+        watcher.join(10)
+    assert sorted(stopped) == ["quick", "slow"]
+    assert all(tracked[n].popen.returncode == -signal.SIGKILL for n in names)
+    assert 1 <= ended["quick"] - t0 < 3.5 <= ended["slow"] - t0 < 10

@@ -144,6 +144,8 @@ def _service(svc: Service, by_name: dict[str, Service]) -> dict:
         }
     if svc.stop_signal.name != "SIGTERM":
         spec["stop_signal"] = svc.stop_signal.name
+    if svc.stop_grace < Service.stop_grace:  # Docker's own default is 10 s
+        spec["stop_grace_period"] = f"{svc.stop_grace:.0f}s"
     return spec
 
 

@@ -11,9 +11,11 @@ reports), each either forked (an Airflow command) or executed (a program such as
 (report once Airflow is imported), and ``exit`` or ``supervise``.
 
 Checking the secret files and importing Airflow take one core for seconds, so they run in a thread
-from the start: meanwhile the launcher executes programs (Postgres, PgBouncer, the database job) on
-the other core. A fork waits for the import to end (forking while a thread imports would copy its
-locks), so no thread but the main one is left when the launcher forks.
+from the start, in stages (``PRELOAD``): meanwhile the launcher executes Postgres and PgBouncer, and
+each fork waits only for the stage its command needs (``stage_needed``): the database job, then
+the api-server (which builds its app on the other core while the last stage loads), then the rest.
+The thread stops after the stage a fork waits for and goes on after the fork (forking while a
+thread imports would copy its locks), so no thread but the main one is left when the launcher forks.
 
 ``supervise`` (a detached stack) keeps the launcher as the stack's supervisor, as the kubelet is for
 the platform's pods: a component that exits has the rest of its session killed (its pod's other

@@ -308,9 +308,10 @@ class NativeEngine(StackEngine):
             {p.stem: signal.SIGTERM for p in self.table.run_dir.glob("*.pid") if p.stem not in known},
         ]
         stopped = []
+        grace = {s.name: s.stop_grace for s in plan}
         for wave in waves:
             t0 = time.monotonic()
-            if names := [n for n in self.table.stop(wave) if n != LAUNCHER]:
+            if names := [n for n in self.table.stop(wave, grace=grace) if n != LAUNCHER]:
                 stopped += names
                 if progress:
                     progress.done(f"stopped {', '.join(names)}", time.monotonic() - t0)

@@ -140,15 +140,19 @@ class ProcessTable:
         found = (self.get(p.stem) for p in sorted(self.run_dir.glob("*.pid")))
         return [t for t in found if t is not None and t.alive()]
 
-    def stop(self, signals: dict[str, int], *, timeout: float = 30.0) -> list[str]:
+    def stop(
+        self, signals: dict[str, int], *, timeout: float = 30.0, grace: dict[str, float] | None = None
+    ) -> list[str]:
         """Stop each named service's whole session, escalating to SIGKILL; the names that were running.
 
         A live leader gets its stop signal (Airflow components shut their own children down in
-        order, much faster than every child handling the signal at once) and ``timeout`` seconds.
-        A session whose leader is gone (killed, its workers left behind) gets SIGTERM and
-        ``ORPHAN_GRACE`` seconds. Then whatever is left is killed.
+        order, much faster than every child handling the signal at once) and its ``grace`` seconds
+        (``timeout`` when it has none). A session whose leader is gone (killed, its workers left
+        behind) gets SIGTERM and ``ORPHAN_GRACE`` seconds. Then whatever is left is killed.
         """
-        stopped, led, orphans = [], [], []
+        grace = grace or {}
+        stopped, orphans = [], []
+        led: dict[float, list[psutil.Process]] = {}  # by seconds until SIGKILL
         for name, sig in signals.items():
             tracked = self.get(name)
             if tracked is None:
@@ -157,14 +161,15 @@ class ProcessTable:
             if members:
                 stopped.append(name)
             if tracked.process() is not None:
-                led += members
+                led.setdefault(grace.get(name, timeout), []).extend(members)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(tracked.pid, sig)
             else:
                 orphans += members
                 _signal(members, signal.SIGTERM)
-        for procs, grace in ((orphans, ORPHAN_GRACE), (led, timeout)):
-            if leftovers := _wait_gone(procs, grace):
+        t0 = time.monotonic()
+        for limit, procs in sorted([(ORPHAN_GRACE, orphans), *led.items()], key=lambda group: group[0]):
+            if leftovers := _wait_gone(procs, max(0.0, limit - (time.monotonic() - t0))):
                 _signal(leftovers, signal.SIGKILL)
                 _wait_gone(leftovers, 5)
         for name in signals:

@@ -70,6 +70,7 @@ class Service:
     port: int | None = None
     files: dict[str, str] = field(default_factory=dict)  # config files, by path, to write first
     stop_signal: int = signal.SIGTERM
+    stop_grace: float = 30.0  # seconds from the stop signal to SIGKILL
     needs_unprivileged_user: bool = False  # Postgres and PgBouncer refuse to run as root
     heartbeat_key: str | None = None  # key of /api/v2/monitor/health for Health.HEARTBEAT
     requires: tuple[str, ...] = ()  # services that must be healthy first
@@ -237,5 +238,9 @@ def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> li
         ),
         airflow("scheduler", ["scheduler", "--skip-serve-logs"], Health.HEARTBEAT, "scheduler"),
         airflow("dag-processor", ["dag-processor"], Health.HEARTBEAT, "dag_processor"),
-        airflow("triggerer", ["triggerer", "--skip-serve-logs"], Health.HEARTBEAT, "triggerer"),
+        # Airflow's triggerer gives its trigger runner 10 s to notice the stop, which it takes even
+        # when idle; a trigger killed sooner is picked up again at the next start.
+        airflow(
+            "triggerer", ["triggerer", "--skip-serve-logs"], Health.HEARTBEAT, "triggerer", stop_grace=5.0
+        ),
     ]
