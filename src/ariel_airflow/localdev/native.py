@@ -151,11 +151,11 @@ class NativeEngine(StackEngine):
             # Each Airflow process is forked as soon as the launcher has imported what it needs: the
             # job first, then the api-server (it builds its app while the rest loads), then the others.
             # The components wait for the migrations themselves.
-            for job in jobs:
-                launcher.run(self._command(launcher, "run", job, programs, user))
             with progress.step("checking the local secret files", "local secret files parse"):
                 counts = launcher.checked()
             progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
+            for job in jobs:
+                launcher.run(self._command(launcher, "run", job, programs, user))
             airflow = [
                 n for n, s in plan.items() if s.health in (Health.API, Health.HEARTBEAT) and n not in running
             ]
