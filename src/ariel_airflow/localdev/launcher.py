@@ -298,8 +298,8 @@ class Preload:
                 for module in PRELOAD[stage]:
                     importlib.import_module(module)
                 self._loaded = stage
-                took = time.monotonic() - t0
-                print(f"launcher: preload stage {stage} imported in {took:.1f}s", file=sys.stderr, flush=True)
+                took = f"{time.monotonic() - t0:.1f}s"
+                print(f"--- {_stamp()} preload stage {stage} imported in {took}", file=sys.stderr, flush=True)
                 if self._stop_after is not None and stage >= self._stop_after:
                     return
         except BaseException as exc:  # raised by ready_to_fork(), in the thread that can act on it
@@ -320,7 +320,7 @@ class Child:
         if command["fork"]:
             return cls(_fork(command))
         with open(command["log"], "ab") as log:
-            log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {command['name']}\n".encode())
+            log.write(f"\n--- {_stamp()} starting {command['name']}\n".encode())
             log.flush()
             popen = subprocess.Popen(
                 command["argv"],
@@ -414,6 +414,12 @@ def _kill_session(sid: int, table: ProcessTable) -> None:
             continue
 
 
+def _stamp() -> str:
+    """The time, to the millisecond, for the lines the launcher adds to the logs."""
+    now = time.time()
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now)) + f".{int(now % 1 * 1000):03d}"
+
+
 def _reply(stream: IO[str], message: dict[str, Any]) -> None:
     stream.write(json.dumps(message) + "\n")
     stream.flush()
@@ -433,7 +439,7 @@ def _fork(command: dict[str, Any]) -> int:
         os.dup2(log, 1)
         os.dup2(log, 2)
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-        os.write(log, f"\n--- starting {command['name']} (forked by the launcher)\n".encode())
+        os.write(log, f"\n--- {_stamp()} starting {command['name']} (forked by the launcher)\n".encode())
         code = _run_airflow(command["argv"], command["env"])
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
