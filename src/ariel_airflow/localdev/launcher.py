@@ -7,8 +7,8 @@ pages copy-on-write (the same trick as gunicorn's preload; Airflow forks its own
 The parent (``Launcher``) talks to the child process (``serve``) in JSON lines over pipes. The
 child obeys ``start`` (a long-running service) and ``run`` (a one-shot job, whose exit code ``wait``
 reports), each either forked (an Airflow command) or executed (a program such as Postgres);
-``checked`` (report the local secret files' entries, or why they are invalid), ``preloaded``
-(report once Airflow is imported), and ``exit`` or ``supervise``.
+``checked`` (report the local secret files' entries, or why they are invalid), and ``exit`` or
+``supervise``.
 
 Checking the secret files and importing Airflow take one core for seconds, so they run in a thread
 from the start, in stages (``PRELOAD``): meanwhile the launcher executes Postgres and PgBouncer, and
@@ -124,11 +124,6 @@ class Launcher:
         self._send({"op": "wait", "name": name})
         return self._receive()["code"]
 
-    def preloaded(self) -> None:
-        """Return once the launcher has imported Airflow (the forks need it)."""
-        self._send({"op": "preloaded"})
-        self._receive()
-
     def command(
         self, op: str, name: str, argv: list[str], env: dict[str, str], *, fork: bool, user: str | None = None
     ) -> dict[str, Any]:
@@ -202,10 +197,6 @@ def serve(secrets: dict[str, str]) -> None:
             return
         if command["op"] == "checked":
             _reply(replies, preload.checked())
-            continue
-        if command["op"] == "preloaded":
-            preload.ready_to_fork()
-            _reply(replies, {"event": "preloaded"})
             continue
         if command["op"] == "supervise":
             preload.ready_to_fork()  # the supervisor forks the Airflow components it restarts

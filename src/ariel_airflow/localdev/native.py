@@ -148,12 +148,12 @@ class NativeEngine(StackEngine):
             if "pgbouncer" not in running:
                 with progress.step("starting pgbouncer", "pgbouncer healthy"):
                     self._wait(plan["pgbouncer"], launcher.start_service(commands["pgbouncer"]), state)
-            # Each Airflow process is forked as soon as the launcher has imported what it needs: the
-            # job first, then the api-server (it builds its app while the rest loads), then the others.
-            # The components wait for the migrations themselves.
             with progress.step("checking the local secret files", "local secret files parse"):
                 counts = launcher.checked()
             progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
+            # Each Airflow process is forked as soon as the launcher has imported what it needs: the
+            # job first, then the api-server (it builds its app while the rest loads), then the others.
+            # The components wait for the migrations themselves.
             for job in jobs:
                 launcher.run(self._command(launcher, "run", job, programs, user))
             airflow = [
