@@ -82,6 +82,13 @@ def test_a_file_without_any_record_is_waited_for_only_briefly() -> None:
     assert unparsed({"helper.py": NOW - NO_RECORD_WINDOW - timedelta(seconds=1)}, {}, NOW) == []
 
 
+def test_an_old_file_without_a_record_waits_for_a_dag_processor_that_just_started() -> None:
+    """A new stack: the files are old, but the dag-processor has not parsed them all yet."""
+    old = NOW - timedelta(hours=1)
+    assert unparsed({"daily.py": old}, {}, NOW, started=NOW - timedelta(seconds=2)) == ["daily.py"]
+    assert unparsed({"daily.py": old}, {}, NOW, started=NOW - NO_RECORD_WINDOW - timedelta(seconds=1)) == []
+
+
 def test_unknown_dag_names_the_close_match_and_the_import_errors(tmp_path: Path) -> None:
     error = unknown_dag(
         "demo_daily_export",

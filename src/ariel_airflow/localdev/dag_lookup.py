@@ -18,7 +18,8 @@ from ariel_airflow.localdev.api import AirflowClient
 from ariel_airflow.localdev.topology import DAG_REFRESH_INTERVAL
 
 # A file that yields neither a DAG nor an import error (a helper module) leaves no record of its
-# parse: it counts as parsed once the dag-processor has had time to find and parse it.
+# parse: it counts as parsed once the dag-processor has had time to find and parse it, since the
+# file changed or since the dag-processor started (a new stack's first parse), whichever is later.
 NO_RECORD_WINDOW = timedelta(seconds=DAG_REFRESH_INTERVAL + 20)
 POLL_SECONDS = 1.0
 
@@ -32,7 +33,8 @@ def find_dag(client: AirflowClient, dags: Path, bundle: str, dag_id: str, timeou
             if dag["dag_id"] == dag_id:
                 return dag
         errors = [e for e in client.import_errors() if e.get("bundle_name") == bundle]
-        pending = unparsed(dag_files(dags), last_parses(known, errors, bundle), datetime.now(UTC))
+        parsed = last_parses(known, errors, bundle)
+        pending = unparsed(dag_files(dags), parsed, datetime.now(UTC), processor_started(client))
         if not pending:
             raise unknown_dag(dag_id, dags, [d["dag_id"] for d in known], errors)
         if time.monotonic() > deadline:
@@ -86,14 +88,24 @@ def last_parses(dags: list[dict[str, Any]], errors: list[dict[str, Any]], bundle
     return parsed
 
 
-def unparsed(files: dict[str, datetime], parsed: dict[str, datetime], now: datetime) -> list[str]:
-    """Files changed after their last recorded parse (or new, without a record, for a short while)."""
+def unparsed(
+    files: dict[str, datetime], parsed: dict[str, datetime], now: datetime, started: datetime | None = None
+) -> list[str]:
+    """Files changed after their last recorded parse, or without a record for a short while after
+    they changed or the dag-processor ``started``."""
     return [
         rel
         for rel, changed in files.items()
         if (rel in parsed and parsed[rel] < changed)
-        or (rel not in parsed and now - changed < NO_RECORD_WINDOW)
+        or (rel not in parsed and now - max(changed, started or changed) < NO_RECORD_WINDOW)
     ]
+
+
+def processor_started(client: AirflowClient) -> datetime | None:
+    """When the running dag-processor started (its job's start date), if one runs."""
+    params = {"job_type": "DagProcessorJob", "is_alive": "true"}
+    jobs = client.request("GET", "/api/v2/jobs", params=params).json().get("jobs", [])
+    return max((datetime.fromisoformat(j["start_date"]) for j in jobs if j.get("start_date")), default=None)
 
 
 def unknown_dag(dag_id: str, dags: Path, known: list[str], errors: list[dict[str, Any]]) -> UserError:
