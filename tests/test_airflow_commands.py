@@ -26,6 +26,7 @@ def test_the_command_line_reads_back_as_its_commands() -> None:
     assert airflow_commands.commands_of(airflow_commands.argv(*commands)) == commands
     assert airflow_commands.commands_of(["airflow", "scheduler"]) == [["scheduler"]]
     assert airflow_commands.commands_of(["postgres", "-D", "x"]) is None
+    assert airflow_commands.commands_of(["airflow"]) == []  # nothing to run, not an empty command
 
 
 def test_each_command_runs_in_order_in_one_process(tmp_path) -> None:

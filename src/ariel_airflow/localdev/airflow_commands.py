@@ -34,11 +34,13 @@ def argv(*commands: list[str]) -> list[str]:
 def commands_of(command_line: list[str]) -> list[list[str]] | None:
     """The Airflow commands a command line runs (``airflow ...`` or ``argv()``'s), else None."""
     if command_line[:1] == ["airflow"]:
-        return [command_line[1:]]
-    if command_line[:3] != argv()[:3]:
+        words = command_line[1:]
+    elif command_line[:3] == argv()[:3]:
+        words = command_line[3:]
+    else:
         return None
     commands: list[list[str]] = [[]]
-    for arg in command_line[3:]:
+    for arg in words:
         if arg == SEPARATOR:
             commands.append([])
         else:

@@ -27,6 +27,7 @@ POLL_SECONDS = 1.0
 def find_dag(client: AirflowClient, dags: Path, bundle: str, dag_id: str, timeout: float) -> dict[str, Any]:
     """The DAG ``dag_id``, once parsed; a UserError as soon as every file is parsed without it."""
     deadline = time.monotonic() + timeout
+    started = processor_started(client)
     while True:
         known = client.dags()
         for dag in known:
@@ -34,7 +35,7 @@ def find_dag(client: AirflowClient, dags: Path, bundle: str, dag_id: str, timeou
                 return dag
         errors = [e for e in client.import_errors() if e.get("bundle_name") == bundle]
         parsed = last_parses(known, errors, bundle)
-        pending = unparsed(dag_files(dags), parsed, datetime.now(UTC), processor_started(client))
+        pending = unparsed(dag_files(dags), parsed, datetime.now(UTC), started)
         if not pending:
             raise unknown_dag(dag_id, dags, [d["dag_id"] for d in known], errors)
         if time.monotonic() > deadline:

@@ -88,8 +88,8 @@ STAGE_OF_COMMAND = {"db": 0, "pools": 0, "api-server": 1}
 
 def stage_needed(argv: list[str]) -> int:
     """The preload stage a forked command line needs: the most any of its Airflow commands needs."""
-    commands = airflow_commands.commands_of(argv) or [[]]
-    return max(STAGE_OF_COMMAND.get(command[0] if command else "", LAST_STAGE) for command in commands)
+    commands = airflow_commands.commands_of(argv) or []
+    return max((STAGE_OF_COMMAND.get(command[0], LAST_STAGE) for command in commands), default=LAST_STAGE)
 
 
 class Launcher:
