@@ -65,20 +65,27 @@ def label(proc: psutil.Process, root: psutil.Process | None = None) -> str:
 def breakdown(roots: dict[str, psutil.Process]) -> dict[str, dict[str, Kind]]:
     """Per component (name -> its root process), the PSS of each kind of process in its tree."""
     result: dict[str, dict[str, Kind]] = {}
-    seen: set[int] = set()
+    root_pids = {root.pid for root in roots.values()}
     for component, root in roots.items():
         kinds: dict[str, Kind] = defaultdict(Kind)
-        try:
-            tree = [root, *root.children(recursive=True)]
-        except psutil.Error:
-            tree = [root]
-        for proc in tree:
-            if proc.pid in seen:
-                continue
-            seen.add(proc.pid)
+        for proc in _subtree(root, root_pids):
             kinds[label(proc, root)].add(smaps_rollup(proc.pid))
         result[component] = dict(kinds)
     return result
+
+
+def _subtree(root: psutil.Process, roots: set[int]) -> list[psutil.Process]:
+    """``root`` and its descendants, except the trees of the other roots: the launcher is the parent
+    of the components it forked, and each is counted under its own name, not the launcher's."""
+    tree, todo = [], [root]
+    while todo:
+        proc = todo.pop()
+        tree.append(proc)
+        try:
+            todo += [child for child in proc.children() if child.pid not in roots]
+        except psutil.Error:
+            continue
+    return tree
 
 
 def total_mib(components: dict[str, dict[str, Kind]]) -> dict[str, float]:

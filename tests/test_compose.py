@@ -12,7 +12,7 @@ import yaml
 from ariel_airflow.localdev import airflow_commands, compose
 from ariel_airflow.localdev.docker_tools import Compose
 from ariel_airflow.localdev.state import StackState
-from ariel_airflow.localdev.topology import services
+from ariel_airflow.localdev.topology import Health, services
 
 from conftest import KIT_ROOT
 
@@ -24,7 +24,9 @@ def test_committed_compose_file_is_the_rendered_model() -> None:
 
 def test_compose_services_follow_the_native_start_order() -> None:
     document = yaml.safe_load(compose.compose_file().read_text())
-    plan = services("demo", StackState(), compose.CONTAINER_LAYOUT, pool="team-demo")
+    plan = services(
+        "demo", StackState(), compose.CONTAINER_LAYOUT, pool="team-demo", wait_for_migrations=True
+    )
     assert list(document["services"]) == [svc.name for svc in plan]
     started: set[str] = set()
     for svc in plan:
@@ -37,6 +39,21 @@ def test_compose_services_follow_the_native_start_order() -> None:
         spec = document["services"][name]
         assert spec["depends_on"] == {"pgbouncer": {"condition": "service_healthy"}}, name
         assert airflow_commands.commands_of(spec["command"])[0][:2] == ["db", "check-migrations"], name
+
+
+def test_components_the_engine_starts_after_the_job_run_only_their_own_command() -> None:
+    # The native engine forks the components once the job succeeded: no Alembic check in each.
+    plan = services(
+        "demo", StackState(), compose.CONTAINER_LAYOUT, pool="team-demo", wait_for_migrations=False
+    )
+    components = {
+        svc.name: airflow_commands.commands_of(svc.argv)
+        for svc in plan
+        if svc.health in (Health.API, Health.HEARTBEAT)
+    }
+    assert set(components) == {"api-server", "scheduler", "dag-processor", "triggerer"}
+    for name, commands in components.items():
+        assert commands is not None and [command[0] for command in commands] == [name], name
 
 
 def test_the_migration_job_creates_the_teams_pool_in_the_same_process() -> None:

@@ -75,7 +75,9 @@ def _var(name: str) -> str:
 def render() -> dict:
     """The compose document for the model, with a variable wherever stacks differ."""
     state = StackState.model_construct(**{field: _var(var) for field, var in STATE_VARIABLES.items()})
-    plan = services(_var("ARIEL_TEAM"), state, CONTAINER_LAYOUT, pool=_var("ARIEL_POOL"))
+    plan = services(
+        _var("ARIEL_TEAM"), state, CONTAINER_LAYOUT, pool=_var("ARIEL_POOL"), wait_for_migrations=True
+    )
     by_name = {svc.name: svc for svc in plan}
     document = {
         "services": {svc.name: _service(svc, by_name) for svc in plan},

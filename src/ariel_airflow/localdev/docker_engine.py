@@ -53,7 +53,13 @@ class DockerEngine(StackEngine):
 
     # -- model ----------------------------------------------------------------------------------
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team.bundle_name, state, compose.CONTAINER_LAYOUT, pool=self.repo.team.pool)
+        return services(
+            self.repo.team.bundle_name,
+            state,
+            compose.CONTAINER_LAYOUT,
+            pool=self.repo.team.pool,
+            wait_for_migrations=True,
+        )
 
     def host_airflow_home(self) -> Path:
         return self.docker_dir / compose.WRITTEN_DIRS[compose.CONTAINER_LAYOUT.airflow_home]

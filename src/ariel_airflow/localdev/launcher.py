@@ -10,12 +10,13 @@ reports), each either forked (an Airflow command) or executed (a program such as
 ``checked`` (report the local secret files' entries, or why they are invalid), and ``exit`` or
 ``supervise``.
 
-Checking the secret files and importing Airflow take one core for seconds, so they run in a thread
-from the start, in stages (``PRELOAD``): meanwhile the launcher executes Postgres and PgBouncer, and
-each fork waits only for the stage its command needs (``stage_needed``): the database job, then
-the api-server (which builds its app on the other core while the last stage loads), then the rest.
-The thread stops after the stage a fork waits for and goes on after the fork (forking while a
-thread imports would copy its locks), so no thread but the main one is left when the launcher forks.
+Checking the secret files and importing Airflow's core take one core for seconds, so they run in a
+thread from the start while the launcher executes Postgres and PgBouncer. The rest is imported in
+stages (``PRELOAD``); a fork waits for the stage its command needs (``stage_needed``), and after a
+fork the thread imports the next stage: the migration job forks after the core, the api-server
+(once the job succeeded) after the Kubernetes models and the API, the other components after the
+last stage. No thread but the main one is left when the launcher forks (a fork would copy the
+locks of a thread that imports).
 
 ``supervise`` (a detached stack) keeps the launcher as the stack's supervisor, as the kubelet is for
 the platform's pods: a component that exits has the rest of its session killed (its pod's other
@@ -52,16 +53,31 @@ NAME = "launcher"
 BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 60.0
 BACKOFF_RESET = 120.0
-# Modules to import before forking, in stages, each forked as soon as what it needs is loaded: the
-# database job after the first, the api-server after the second (it builds its app meanwhile), the
-# other components after the last. Imported before the fork, a module's pages are shared.
+# Modules to import before forking, in stages; each fork waits only for the stage its command needs
+# (STAGE_OF_COMMAND). Imported before the fork, a module's pages are shared by the forks.
 PRELOAD = (
+    # 0. Airflow's core and the database commands: the migration job forks here.
     (
         "airflow.models",
         "airflow.cli.cli_parser",
         "airflow.cli.commands.db_command",
         "airflow.cli.commands.pool_command",
     ),
+    # 1. The Kubernetes models and the API: team DAGs build pod overrides with profile(), and every
+    # component that parses or deserializes them needs the models (imported after its fork, they
+    # would cost the api-server 67 MiB of its own). The api-server forks here, and builds its app
+    # while the launcher goes on with the last stage.
+    (
+        "kubernetes.client",
+        "airflow.api_fastapi.app",
+        "airflow.api_fastapi.core_api.routes.public",
+        "airflow.api_fastapi.core_api.routes.ui",
+        "airflow.api_fastapi.execution_api.routes",
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
+        "uvicorn",
+    ),
+    # 2. The job runners, and what the DAG parsers and tasks import: the scheduler, the
+    # dag-processor and the triggerer fork here.
     (
         "airflow.jobs.scheduler_job_runner",
         "airflow.jobs.triggerer_job_runner",
@@ -70,19 +86,11 @@ PRELOAD = (
         "airflow.sdk",
         "airflow.providers.standard.operators.python",
         "airflow.providers.standard.sensors.python",
-        "airflow.api_fastapi.app",
-        "airflow.api_fastapi.core_api.routes.public",
-        "airflow.api_fastapi.core_api.routes.ui",
-        "airflow.api_fastapi.execution_api.routes",
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
-        "uvicorn",
+        *airflow_commands.KUBERNETES,
     ),
-    # Team DAGs build pod overrides with profile(): the Kubernetes models are big, and the
-    # dag-processor's parsers and the scheduler's tasks need them.
-    airflow_commands.KUBERNETES,
 )
 LAST_STAGE = len(PRELOAD) - 1
-# The stage an Airflow command needs (by its first word; the last stage when not named here).
+# The stage an Airflow command needs, by its first word (the last stage when not named here).
 STAGE_OF_COMMAND = {"db": 0, "pools": 0, "api-server": 1}
 
 
@@ -210,7 +218,8 @@ def serve(secrets: dict[str, str]) -> None:
         if command["fork"]:
             preload.ready_to_fork(stage_needed(command["argv"]))
         child = Child.start(command)
-        preload.resume()
+        if command["fork"]:
+            preload.prefetch()
         (jobs if command["op"] == "run" else children)[command["name"]] = child
         _reply(replies, {"event": "started", "pid": child.pid})
 
@@ -218,9 +227,11 @@ def serve(secrets: dict[str, str]) -> None:
 class Preload:
     """Checks the local secret files, then imports ``PRELOAD`` stage by stage, in a thread.
 
-    ``checked`` waits for the check. ``ready_to_fork(stage)`` returns once that stage is imported
-    and the thread has stopped (it stops after the stage it is importing), so the caller may fork;
-    ``resume`` then lets it go on with the next stages.
+    The thread runs while the launcher starts Postgres and PgBouncer, and imports the first stage
+    only: the migration job forks there, and a later stage would delay it by seconds. ``checked``
+    waits for the check; ``ready_to_fork(stage)`` returns once ``stage`` is imported and the thread
+    has ended, so the caller may fork; ``prefetch``, after a fork, imports the next stage in the
+    thread (while the launcher waits for the job, say), and only that: the next fork may need no more.
     """
 
     def __init__(self, connections: Path, variables: Path) -> None:
@@ -231,7 +242,6 @@ class Preload:
         self._check: dict[str, Any] = {}
         self._error: BaseException | None = None
         self._loaded = -1  # the last stage imported
-        self._stop_after: int | None = None  # a fork waits for this stage: the thread stops there
         self._thread: threading.Thread | None = None
         self._start(self._check_then_load, connections, variables)
 
@@ -241,24 +251,20 @@ class Preload:
         return self._check
 
     def ready_to_fork(self, stage: int = LAST_STAGE) -> None:
-        while True:
-            self._stop_after = stage
-            if self._thread is not None:
-                self._thread.join()
-                self._thread = None
-            if self._error is not None:
-                raise self._error
-            if self._check.get("event") != "ready":
-                raise SystemExit(f"the local secret files are not valid: {self._check.get('message')}")
-            if self._loaded >= stage:
-                gc.freeze()
-                return
-            self._start(self._load)
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is None and self._check.get("event") == "ready" and self._loaded < stage:
+            self._load(stage)  # nothing else to do meanwhile: in this thread
+        if self._error is not None:
+            raise self._error
+        if self._check.get("event") != "ready":
+            raise SystemExit(f"the local secret files are not valid: {self._check.get('message')}")
+        gc.freeze()
 
-    def resume(self) -> None:
-        self._stop_after = None
-        if self._thread is None and self._loaded < LAST_STAGE and self._error is None:
-            self._start(self._load)
+    def prefetch(self) -> None:
+        if self._thread is None and self._error is None and self._loaded < LAST_STAGE:
+            self._start(self._load, self._loaded + 1)
 
     def _start(self, target: Any, *args: Any) -> None:
         # A daemon: `exit` while it imports must not wait for it.
@@ -278,22 +284,20 @@ class Preload:
             return
         finally:
             self._check_done.set()
-        self._load()
+        self._load(0)
 
-    def _load(self) -> None:
+    def _load(self, last: int) -> None:
         import importlib
 
         try:
-            while self._loaded < LAST_STAGE:
+            while self._loaded < last:
                 stage, t0 = self._loaded + 1, time.monotonic()
                 for module in PRELOAD[stage]:
                     importlib.import_module(module)
                 self._loaded = stage
                 took = f"{time.monotonic() - t0:.1f}s"
                 print(f"--- {_stamp()} preload stage {stage} imported in {took}", file=sys.stderr, flush=True)
-                if self._stop_after is not None and stage >= self._stop_after:
-                    return
-        except BaseException as exc:  # raised by ready_to_fork(), in the thread that can act on it
+        except BaseException as exc:  # raised by ready_to_fork()
             self._error = exc
 
 

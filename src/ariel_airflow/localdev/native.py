@@ -16,7 +16,7 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import airflow_commands, binaries
 from ariel_airflow.localdev import logs as log_files
 from ariel_airflow.localdev.launcher import NAME as LAUNCHER
-from ariel_airflow.localdev.launcher import Launcher
+from ariel_airflow.localdev.launcher import Launcher, stage_needed
 from ariel_airflow.localdev.options import Engine
 from ariel_airflow.localdev.processes import ProcessTable, Tracked, as_user, tail
 from ariel_airflow.localdev.progress import Progress
@@ -56,7 +56,13 @@ class NativeEngine(StackEngine):
         return Path(self.layout().airflow_home)
 
     def services(self, state: StackState) -> list[Service]:
-        return services(self.repo.team.bundle_name, state, self.layout(), pool=self.repo.team.pool)
+        return services(
+            self.repo.team.bundle_name,
+            state,
+            self.layout(),
+            pool=self.repo.team.pool,
+            wait_for_migrations=False,
+        )
 
     # -- up -------------------------------------------------------------------------------------
     def up(
@@ -151,23 +157,25 @@ class NativeEngine(StackEngine):
             with progress.step("checking the local secret files", "local secret files parse"):
                 counts = launcher.checked()
             progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
-            # Each Airflow process is forked as soon as the launcher has imported what it needs: the
-            # job first, then the api-server (it builds its app while the rest loads), then the others.
-            # The components wait for the migrations themselves.
+            # The job is forked once the launcher has imported Airflow's core, the components once
+            # it succeeded, in the order of what they need imported (stage_needed): the api-server
+            # first, which imports the API and builds its app while the launcher imports the rest.
             for job in jobs:
                 launcher.run(self._command(launcher, "run", job, programs, user))
-            airflow = [
-                n for n, s in plan.items() if s.health in (Health.API, Health.HEARTBEAT) and n not in running
-            ]
-            progress.info("starting " + ", ".join(airflow))
-            first = [n for n in airflow if plan[n].health is Health.API]
-            started = {name: launcher.start_service(commands[name]) for name in first}
-            for job in jobs:
                 doing, did = job.step or (f"running {job.name}", f"{job.name} done")
                 with progress.step(doing, did):
                     if code := launcher.wait(job.name):
                         self._fail(job, f"exited with code {code}")
-            started |= {name: launcher.start_service(commands[name]) for name in airflow if name not in first}
+            airflow = sorted(
+                (
+                    n
+                    for n, s in plan.items()
+                    if s.health in (Health.API, Health.HEARTBEAT) and n not in running
+                ),
+                key=lambda n: stage_needed(plan[n].argv),
+            )
+            progress.info("starting " + ", ".join(airflow))
+            started = {name: launcher.start_service(commands[name]) for name in airflow}
             for name, tracked in started.items():
                 t0 = time.monotonic()
                 self._wait(plan[name], tracked, state)

@@ -29,9 +29,11 @@ SECRETS_BACKEND_CLASS = "airflow.secrets.local_filesystem.LocalFilesystemBackend
 EXECUTOR_CLASS = "ariel_airflow.localdev.executor.LeanLocalExecutor"
 # Seconds between the dag-processor's looks for new DAG files (Airflow's default, 300, is for clusters).
 DAG_REFRESH_INTERVAL = 10
-# The components start with the migration job, not after it: in their own process they first wait
-# for the migrations, as the chart's pods do (their wait-for-airflow-migrations init container), so
-# importing Airflow, which takes seconds of CPU, overlaps the migrations.
+# On Docker the components start with the migration job, not after it: in their own process they
+# first wait for the migrations, as the chart's pods do (their wait-for-airflow-migrations init
+# container), so importing Airflow, which takes seconds of CPU, overlaps the migrations. The native
+# engine's launcher imports Airflow while the job runs and forks the components after it: the check
+# would cost each of them a second of CPU and 38 MiB (Alembic and every migration script).
 WAIT_FOR_MIGRATIONS = ["db", "check-migrations", "--migration-wait-timeout", "300"]
 
 
@@ -156,14 +158,19 @@ ignore_startup_parameters = extra_float_digits
 """
 
 
-def services(bundle: str, state: StackState, layout: Layout, *, pool: str) -> list[Service]:
+def services(
+    bundle: str, state: StackState, layout: Layout, *, pool: str, wait_for_migrations: bool
+) -> list[Service]:
     """All services in start order (stop in reverse). ``pool``: the team's Airflow pool (``Team.pool``),
-    where the platform's task_policy puts every task; locally it has the stack's parallelism."""
+    where the platform's task_policy puts every task; locally it has the stack's parallelism.
+    ``wait_for_migrations``: each component first waits for the migration job's work (else the
+    engine starts the components once the job succeeded)."""
 
     def airflow(name: str, argv: list[str], health: Health, key: str | None = None, **kw) -> Service:
+        commands = [WAIT_FOR_MIGRATIONS, argv] if wait_for_migrations else [argv]
         return Service(
             name,
-            airflow_commands.argv(WAIT_FOR_MIGRATIONS, argv),
+            airflow_commands.argv(*commands),
             health,
             env=airflow_env(bundle, state, layout, name),
             heartbeat_key=key,
