@@ -28,16 +28,19 @@ def test_compose_services_follow_the_native_start_order() -> None:
         "demo", StackState(), compose.CONTAINER_LAYOUT, pool="team-demo", wait_for_migrations=True
     )
     assert list(document["services"]) == [svc.name for svc in plan]
-    started: set[str] = set()
+    before: set[str] = set()
     for svc in plan:
-        assert set(document["services"][svc.name].get("depends_on", {})) <= started, svc.name
-        started.add(svc.name)
-    assert document["services"]["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+        assert set(document["services"][svc.name].get("depends_on", {})) <= before, svc.name
+        before.add(svc.name)
+    healthy, started = {"condition": "service_healthy"}, {"condition": "service_started"}
+    assert document["services"]["migrate"]["depends_on"] == {"postgres": healthy}
+    # PgBouncer starts with Postgres: it connects to it only when a client comes.
+    assert document["services"]["pgbouncer"]["depends_on"] == {"postgres": started}
     # The components start with the migration job and wait for it in their own process (as the
     # chart's pods do), so that importing Airflow overlaps the migrations.
     for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
         spec = document["services"][name]
-        assert spec["depends_on"] == {"pgbouncer": {"condition": "service_healthy"}}, name
+        assert spec["depends_on"] == {"postgres": healthy, "pgbouncer": started}, name
         assert airflow_commands.commands_of(spec["command"])[0][:2] == ["db", "check-migrations"], name
 
 

@@ -135,7 +135,7 @@ def _service(svc: Service, by_name: dict[str, Service]) -> dict:
         # Started again when it dies, as its pod would be (Docker backs off, doubling from 0.1 s);
         # a one-shot job is not. `docker kill` counts as stopping it by hand: it stays stopped.
         spec["restart"] = "on-failure"
-    if svc.requires:
+    if svc.requires or svc.after:
         spec["depends_on"] = {
             name: {
                 "condition": "service_completed_successfully"
@@ -143,7 +143,7 @@ def _service(svc: Service, by_name: dict[str, Service]) -> dict:
                 else "service_healthy"
             }
             for name in svc.requires
-        }
+        } | {name: {"condition": "service_started"} for name in svc.after}
     if svc.stop_signal.name != "SIGTERM":
         spec["stop_signal"] = svc.stop_signal.name
     if svc.stop_grace < Service.stop_grace:  # Docker's own default is 10 s

@@ -76,6 +76,7 @@ class Service:
     needs_unprivileged_user: bool = False  # Postgres and PgBouncer refuse to run as root
     heartbeat_key: str | None = None  # key of /api/v2/monitor/health for Health.HEARTBEAT
     requires: tuple[str, ...] = ()  # services that must be healthy first
+    after: tuple[str, ...] = ()  # services that must have started first (healthy or not)
     step: tuple[str, str] | None = None  # a one-shot job's progress: what it does, what it did
 
 
@@ -174,7 +175,10 @@ def services(
             health,
             env=airflow_env(bundle, state, layout, name),
             heartbeat_key=key,
-            requires=("pgbouncer",),
+            # PgBouncer connects to Postgres when a client comes, so once Postgres is healthy its
+            # start suffices: a component reaches it seconds later, after importing Airflow.
+            requires=("postgres",),
+            after=("pgbouncer",),
             **kw,
         )
 
@@ -206,7 +210,7 @@ def services(
             ["pgbouncer", str(layout.pgbouncer_dir / "pgbouncer.ini")],
             Health.PGBOUNCER,
             port=state.pgbouncer_port,
-            requires=("postgres",),
+            after=("postgres",),  # it connects when a client comes: it may start with Postgres
             files={
                 str(layout.pgbouncer_dir / "pgbouncer.ini"): pgbouncer_ini(state, layout),
                 str(layout.pgbouncer_dir / "userlist.txt"): f'"{DB_USER}" "{state.db_password}"\n',
