@@ -24,9 +24,7 @@ def test_committed_compose_file_is_the_rendered_model() -> None:
 
 def test_compose_services_follow_the_native_start_order() -> None:
     document = yaml.safe_load(compose.compose_file().read_text())
-    plan = services(
-        "demo", StackState(), compose.CONTAINER_LAYOUT, pool="team-demo", wait_for_migrations=True
-    )
+    plan = compose.container_services("demo", StackState(), pool="team-demo")
     assert list(document["services"]) == [svc.name for svc in plan]
     before: set[str] = set()
     for svc in plan:

@@ -72,12 +72,16 @@ def _var(name: str) -> str:
     return "${" + name + "}"
 
 
+def container_services(bundle: str, state: StackState, pool: str) -> list[Service]:
+    """The model as the containers run it: all start together, each component first waits for the
+    migrations in its own process (the machine's cores import Airflow in every container at once)."""
+    return services(bundle, state, CONTAINER_LAYOUT, pool=pool, wait_for_migrations=True)
+
+
 def render() -> dict:
     """The compose document for the model, with a variable wherever stacks differ."""
     state = StackState.model_construct(**{field: _var(var) for field, var in STATE_VARIABLES.items()})
-    plan = services(
-        _var("ARIEL_TEAM"), state, CONTAINER_LAYOUT, pool=_var("ARIEL_POOL"), wait_for_migrations=True
-    )
+    plan = container_services(_var("ARIEL_TEAM"), state, pool=_var("ARIEL_POOL"))
     by_name = {svc.name: svc for svc in plan}
     document = {
         "services": {svc.name: _service(svc, by_name) for svc in plan},

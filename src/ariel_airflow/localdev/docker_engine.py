@@ -35,7 +35,7 @@ from ariel_airflow.localdev.processes import exit_reason, tail
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.stack import StackEngine
 from ariel_airflow.localdev.state import StackState
-from ariel_airflow.localdev.topology import Health, Service, services
+from ariel_airflow.localdev.topology import Health, Service
 from ariel_airflow.team import TeamRepo
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -53,13 +53,7 @@ class DockerEngine(StackEngine):
 
     # -- model ----------------------------------------------------------------------------------
     def services(self, state: StackState) -> list[Service]:
-        return services(
-            self.repo.team.bundle_name,
-            state,
-            compose.CONTAINER_LAYOUT,
-            pool=self.repo.team.pool,
-            wait_for_migrations=True,
-        )
+        return compose.container_services(self.repo.team.bundle_name, state, pool=self.repo.team.pool)
 
     def host_airflow_home(self) -> Path:
         return self.docker_dir / compose.WRITTEN_DIRS[compose.CONTAINER_LAYOUT.airflow_home]

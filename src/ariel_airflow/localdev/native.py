@@ -159,7 +159,7 @@ class NativeEngine(StackEngine):
             progress.info(f"{counts['connections']} connections, {counts['variables']} variables")
             # The job is forked once the launcher has imported Airflow's core, the components once
             # it succeeded, in the order of what they need imported (stage_needed): the api-server
-            # first, which imports the API and builds its app while the launcher imports the rest.
+            # first, which builds its app while the launcher imports what the others need.
             for job in jobs:
                 launcher.run(self._command(launcher, "run", job, programs, user))
                 doing, did = job.step or (f"running {job.name}", f"{job.name} done")
