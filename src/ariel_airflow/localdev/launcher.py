@@ -79,8 +79,8 @@ PRELOAD = (
     ),
     # 1. The Kubernetes models and the API: team DAGs build pod overrides with profile(), and every
     # component that parses or deserializes them needs the models (imported after its fork, they
-    # would cost the api-server 67 MiB of its own). The api-server forks here, and builds its app
-    # while the launcher goes on with the last stage.
+    # would cost the api-server 67 MiB of its own); the dag-processor runs the execution API in
+    # process. The api-server forks here, and builds its app while the launcher goes on.
     (
         "kubernetes.client",
         "airflow.api_fastapi.app",
