@@ -9,10 +9,10 @@ from ariel_airflow.localdev import airflow_commands
 from ariel_airflow.localdev.launcher import LAST_STAGE, STAGE_OF_COMMAND, stage_needed
 
 
-def run(*commands: list[str], home) -> subprocess.CompletedProcess:
+def run(*commands: list[str], home, python_options: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     argv = airflow_commands.argv(*commands)
     return subprocess.run(
-        [sys.executable, *argv[1:]],
+        [sys.executable, *python_options, *argv[1:]],
         capture_output=True,
         text=True,
         env={"AIRFLOW_HOME": str(home), "PATH": "/usr/bin:/bin", "AIRFLOW__CORE__LOAD_EXAMPLES": "False"},
@@ -43,6 +43,17 @@ def test_the_first_failing_command_stops_the_rest_and_sets_the_exit_code(tmp_pat
     assert result.returncode != 0
     assert "unapplied migrations" in result.stderr + result.stdout
     assert "--- airflow version" not in result.stderr
+
+
+def test_what_the_component_needs_is_imported_while_it_waits_for_the_migrations(tmp_path) -> None:
+    # Never migrated: the wait gives up, and the api-server does not run, but its modules were
+    # imported before the wait began (on Docker, while the migration job runs).
+    wait = ["db", "check-migrations", "--migration-wait-timeout", "1"]
+    result = run(wait, ["api-server"], home=tmp_path, python_options=("-X", "importtime"))
+    assert result.returncode != 0
+    assert "--- airflow api-server" not in result.stderr
+    imported = result.stderr.index("airflow.api_fastapi.core_api.routes.public.assets\n")
+    assert imported < result.stderr.index("--- airflow db check-migrations")
 
 
 def test_each_forked_command_waits_only_for_the_preload_stage_it_needs() -> None:

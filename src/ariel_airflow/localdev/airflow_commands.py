@@ -15,12 +15,21 @@ import sys
 
 MODULE = "ariel_airflow.localdev.airflow_commands"
 SEPARATOR = ";"
-# Modules a component imports before it runs, so that the processes it forks find them loaded
-# instead of importing them again, for seconds, each time: the dag-processor forks a parser per
+# Modules a command needs, imported before the first command runs: while a component waits for
+# the migrations (its first command), and once, so that the processes it forks find them loaded
+# instead of importing them again, for seconds, each time. The dag-processor forks a parser per
 # DAG file, whose profile() builds Kubernetes models, and the scheduler's executor forks each task,
 # which parses its DAG file too. (The native engine's launcher has loaded them before forking.)
 KUBERNETES = ("airflow.providers.cncf.kubernetes.pod_generator", "ariel_airflow.profiles")
-PRELOAD_FOR_FORKS = {"scheduler": KUBERNETES, "dag-processor": KUBERNETES}
+API = (
+    "airflow.api_fastapi.app",
+    "airflow.api_fastapi.core_api.routes.public",
+    "airflow.api_fastapi.core_api.routes.ui",
+    "airflow.api_fastapi.execution_api.routes",
+    "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
+    "uvicorn",
+)
+PRELOAD = {"scheduler": KUBERNETES, "dag-processor": KUBERNETES, "api-server": API}
 
 
 def argv(*commands: list[str]) -> list[str]:
@@ -55,10 +64,11 @@ def run(commands: list[list[str]]) -> int:
     from airflow.__main__ import main as airflow_main
 
     for command in commands:
+        for module in PRELOAD.get(command[0], ()):
+            importlib.import_module(module)
+    for command in commands:
         if len(commands) > 1:
             print(f"--- airflow {' '.join(command)}", file=sys.stderr, flush=True)
-        for module in PRELOAD_FOR_FORKS.get(command[0], ()):
-            importlib.import_module(module)
         sys.argv = ["airflow", *command]
         try:
             airflow_main()

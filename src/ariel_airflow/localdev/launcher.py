@@ -83,12 +83,7 @@ PRELOAD = (
     # process. The api-server forks here, and builds its app while the launcher goes on.
     (
         "kubernetes.client",
-        "airflow.api_fastapi.app",
-        "airflow.api_fastapi.core_api.routes.public",
-        "airflow.api_fastapi.core_api.routes.ui",
-        "airflow.api_fastapi.execution_api.routes",
-        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
-        "uvicorn",
+        *airflow_commands.API,
     ),
     # 2. The job runners, and what the DAG parsers and tasks import: the scheduler, the
     # dag-processor and the triggerer fork here.
