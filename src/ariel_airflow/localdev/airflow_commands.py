@@ -2,8 +2,8 @@
 
     python -m ariel_airflow.localdev.airflow_commands db migrate ";" pools set team-x 4 "its pool"
 
-The stack's one-shot job migrates the metadata database and then creates the team's pool, and each
-component first waits for the migrations (``db check-migrations``). As separate ``airflow``
+The stack's one-shot job migrates the metadata database and then creates the team's pool, and on
+Docker each component first waits for the migrations (``db check-migrations``). As separate ``airflow``
 commands, each would import Airflow again: seconds of CPU on the start-up's critical path (on the
 Docker engine, a container more). Airflow's own CLI parses and runs each command here, exactly as
 ``airflow ...`` would.
