@@ -29,7 +29,7 @@ API = (
     "airflow.api_fastapi.auth.managers.simple.simple_auth_manager",
     "uvicorn",
 )
-PRELOAD = {"scheduler": KUBERNETES, "dag-processor": KUBERNETES, "api-server": API}
+MODULES_OF_COMMAND = {"scheduler": KUBERNETES, "dag-processor": KUBERNETES, "api-server": API}
 
 
 def argv(*commands: list[str]) -> list[str]:
@@ -64,7 +64,7 @@ def run(commands: list[list[str]]) -> int:
     from airflow.__main__ import main as airflow_main
 
     for command in commands:
-        for module in PRELOAD.get(command[0], ()):
+        for module in MODULES_OF_COMMAND.get(command[0], ()):
             importlib.import_module(module)
     for command in commands:
         if len(commands) > 1:
