@@ -6,10 +6,9 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import psycopg
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev import dag_lookup
@@ -18,6 +17,9 @@ from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localdev.state import StackState, free_port, port_is_free
 from ariel_airflow.localdev.topology import ADMIN_PASSWORD, ADMIN_USER, DB_USER, Health
 from ariel_airflow.team import TeamRepo
+
+if TYPE_CHECKING:
+    import psycopg
 
 TIMEOUTS = {  # seconds until a service must be healthy
     Health.POSTGRES: 60,
@@ -206,6 +208,8 @@ def component_status(report: dict[str, Any] | None, key: str | None) -> str | No
 
 def connect_db(port: int, dbname: str, state: StackState, **kwargs: Any) -> psycopg.Connection:
     """A connection to the stack's Postgres (or, on its port, PgBouncer) as the stack's user."""
+    import psycopg  # here, not at the top: `up` starts the launcher before it needs the database
+
     return psycopg.connect(
         host="127.0.0.1",
         port=port,
@@ -219,6 +223,8 @@ def connect_db(port: int, dbname: str, state: StackState, **kwargs: Any) -> psyc
 
 
 def sql_ok(port: int, dbname: str, state: StackState) -> bool:
+    import psycopg
+
     try:
         with connect_db(port, dbname, state) as conn:
             conn.execute("SELECT 1")
