@@ -33,6 +33,10 @@ from ariel_airflow.localdev.topology import (
 )
 from ariel_airflow.team import TeamRepo
 
+# Seconds between health probes during `up`: a probe is one query or HTTP request, and each service
+# becomes healthy on average half an interval before `up` sees it.
+PROBE_INTERVAL = 0.1
+
 
 class NativeEngine(StackEngine):
     name = Engine.NATIVE.value
@@ -205,7 +209,7 @@ class NativeEngine(StackEngine):
         while not probe():
             if time.monotonic() > deadline:
                 self._fail(svc, self.not_healthy_in_time(svc.health))
-            time.sleep(0.5)
+            time.sleep(PROBE_INTERVAL)
 
     def _running_components(self) -> set[str]:
         return {t.name for t in self.table.running() if t.name != LAUNCHER}
@@ -267,7 +271,7 @@ class NativeEngine(StackEngine):
                 self._fail(svc, "exited during start-up")
             if time.monotonic() > deadline:
                 self._fail(svc, self.not_healthy_in_time(svc.health))
-            time.sleep(0.5)
+            time.sleep(PROBE_INTERVAL)
 
     def _fail(self, svc: Service, why: str) -> None:
         log = self.table.log_file(svc.name)
