@@ -170,14 +170,9 @@ class NativeEngine(StackEngine):
                 with progress.step(doing, did):
                     if code := launcher.wait(job.name):
                         self._fail(job, f"exited with code {code}")
-            airflow = sorted(
-                (
-                    n
-                    for n, s in plan.items()
-                    if s.health in (Health.API, Health.HEARTBEAT) and n not in running
-                ),
-                key=lambda n: stage_needed(plan[n].argv),
-            )
+            components = (n for n, s in plan.items() if s.health in (Health.API, Health.HEARTBEAT))
+            airflow = [n for n in components if n not in running]
+            airflow.sort(key=lambda n: stage_needed(plan[n].argv))
             progress.info("starting " + ", ".join(airflow))
             started = {name: launcher.start_service(commands[name]) for name in airflow}
             for name, tracked in started.items():
