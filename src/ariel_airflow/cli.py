@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ariel_airflow.cluster_cli import cluster_app
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.options import Engine, StatusCode, status_code
 from ariel_airflow.localdev.progress import Progress, err_console
@@ -35,6 +36,7 @@ local = typer.Typer(help="Run the team's DAGs on a real local Airflow.", no_args
 app.add_typer(local, name="local")
 platform_app = typer.Typer(help="The platform's side: the team registry and the chart.", no_args_is_help=True)
 app.add_typer(platform_app, name="platform")
+platform_app.add_typer(cluster_app, name="cluster")
 secrets_app = typer.Typer(help="The team's secrets: names, Key Vault, local files.", no_args_is_help=True)
 app.add_typer(secrets_app, name="secrets")
 secrets_local = typer.Typer(help="The git-ignored local secret files (.local/).", no_args_is_help=True)

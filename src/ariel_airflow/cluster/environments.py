@@ -18,7 +18,6 @@ from pydantic_core import PydanticCustomError
 
 from ariel_airflow.errors import UserError
 from ariel_airflow.profiles import parse_quantity
-from ariel_airflow.team import known_environment
 
 ENVIRONMENTS_DIR = "environments"
 # The label and taints that keep Airflow's own pods and the task pods on their pools. The team pod
@@ -233,14 +232,26 @@ class Environment(Strict):
         return next(pool for pool in self.node_pools if pool.role == TASK_POOL)
 
 
+def environment_names(platform_dir: Path) -> list[str]:
+    """The environments of the platform folder: one file each in ``environments/``."""
+    return sorted(path.stem for path in (Path(platform_dir) / ENVIRONMENTS_DIR).glob("*.yaml"))
+
+
 def environment_file(name: str, platform_dir: Path) -> Path:
     return Path(platform_dir) / ENVIRONMENTS_DIR / f"{name}.yaml"
 
 
 def load_environment(name: str, platform_dir: Path) -> Environment:
-    """The environment ``name`` (dev, test or prod) of the platform folder ``platform_dir``."""
-    known_environment(name)
+    """The environment ``name`` of the platform folder ``platform_dir``: its file there."""
     path = environment_file(name, platform_dir)
+    known = environment_names(platform_dir)
+    if name not in known and known:
+        raise UserError(
+            f"unknown environment {name!r}",
+            where="ENV",
+            fix=f"name one of the platform's environments: {', '.join(known)} "
+            f"(or add {ENVIRONMENTS_DIR}/{name}.yaml)",
+        )
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:

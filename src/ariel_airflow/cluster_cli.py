@@ -1,0 +1,100 @@
+"""`ariel platform cluster`: a real Kubernetes on this machine, from the parts pinned in tools/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from ariel_airflow.localdev.progress import Progress
+from ariel_airflow.template import KIT_ROOT
+
+cluster_app = typer.Typer(
+    help="A local Kubernetes built from upstream parts (Kubernetes, etcd, CoreDNS, Helm).",
+    no_args_is_help=True,
+)
+out = Console(highlight=False, soft_wrap=True)
+
+StateDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where the cluster keeps certificates, configuration, data and logs.",
+        show_default="$ARIEL_CLUSTER_STATE or ~/.local/state/ariel/cluster",
+    ),
+]
+PlatformDir = Annotated[
+    Path, typer.Option(help="The platform folder (environments/local.yaml gives the nodes).")
+]
+AsJson = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+def _cluster(state_dir: Path | None, platform_dir: Path):  # noqa: ANN202
+    from ariel_airflow.localkube.cluster import LocalCluster
+    from ariel_airflow.localkube.layout import default_state_dir
+
+    return LocalCluster(state_dir or default_state_dir(), platform_dir)
+
+
+@cluster_app.command("build")
+def cluster_build(as_json: AsJson = False) -> None:
+    """Build the pinned parts into the machine's cache (only what a changed pin touches)."""
+    from ariel_airflow.localkube.build import build_all
+
+    binaries = build_all(Progress())
+    if as_json:
+        programs = {name: str(path) for name, path in binaries.programs.items()}
+        print(json.dumps({"programs": programs, "build_seconds": binaries.build_seconds}, indent=2))
+        return
+    built = ", ".join(f"{name} {seconds:.0f}s" for name, seconds in binaries.build_seconds.items())
+    out.print(f"built: {built}" if built else "every part came from the cache")
+
+
+@cluster_app.command("up")
+def cluster_up(
+    state_dir: StateDir = None, platform_dir: PlatformDir = KIT_ROOT / "platform", as_json: AsJson = False
+) -> None:
+    """Start the cluster (building the parts first if needed); prints the kubeconfig to use."""
+    status = _cluster(state_dir, platform_dir).up(Progress())
+    if as_json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        out.print(f"export KUBECONFIG={status.kubeconfig}")
+
+
+@cluster_app.command("down")
+def cluster_down(
+    state_dir: StateDir = None,
+    platform_dir: PlatformDir = KIT_ROOT / "platform",
+    purge: Annotated[bool, typer.Option(help="Also delete the state: certificates and etcd's data.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """Stop every process of the cluster and remove what it made on the machine."""
+    undone = _cluster(state_dir, platform_dir).down(purge=purge, progress=Progress())
+    if as_json:
+        print(json.dumps({"stopped_and_removed": undone}, indent=2))
+    elif not undone:
+        out.print("nothing was running")
+
+
+@cluster_app.command("status")
+def cluster_status(
+    state_dir: StateDir = None, platform_dir: PlatformDir = KIT_ROOT / "platform", as_json: AsJson = False
+) -> None:
+    """Each process and node of the cluster; exit 1 unless everything is up."""
+    status = _cluster(state_dir, platform_dir).status()
+    if as_json:
+        print(json.dumps(status.as_dict(), indent=2))
+    else:
+        if not status.processes:
+            out.print(f"no cluster has been started in {status.state}")
+        for name, running in status.processes.items():
+            out.print(f"{'[green]running[/]' if running else '[red]stopped[/]':>20}  {name}")
+        for name, ready in status.nodes.items():
+            out.print(f"{'[green]Ready[/]' if ready else '[red]NotReady[/]':>20}  node {name}")
+        if status.up:
+            out.print(f"export KUBECONFIG={status.kubeconfig}")
+    raise typer.Exit(0 if status.up else 1)

@@ -1,0 +1,1 @@
+"""A local Kubernetes from upstream parts: `ariel platform cluster`."""
