@@ -69,6 +69,13 @@ def local(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11", default=False)
+def cluster(session: nox.Session) -> None:
+    """The local Kubernetes: `ariel platform cluster ARGS` (build, up, status, down; default: up)."""
+    install_kit(session)
+    session.run("ariel", "platform", "cluster", *(session.posargs or ["up"]))
+
+
+@nox.session(python="3.11", default=False)
 def platform(session: nox.Session) -> None:
     """Render dev, test and prod into build/platform/<env>, validate the files as CI would, and run
     the platform tests (not the platform image's Docker build: `nox -s tests` has it; pytest options

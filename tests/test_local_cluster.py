@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import KIT_ROOT, no_traceback, require_docker_daemon, run_ariel
 
 from ariel_airflow.errors import UserError
+
+from conftest import KIT_ROOT, no_traceback, require_docker_daemon, run_ariel
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(2400)]
 
@@ -35,7 +36,9 @@ def host_snapshot() -> dict[str, set[str]]:
     return {
         "mounts": {line.split()[4] for line in mountinfo},
         "links": {p.name for p in Path("/sys/class/net").iterdir()},
-        "iptables": {line for line in iptables.splitlines() if line.startswith(("-A", ":")) and "DOCKER" not in line},
+        "iptables": {
+            line for line in iptables.splitlines() if line.startswith(("-A", ":")) and "DOCKER" not in line
+        },
         "netns": set(netns),
         "cgroups": set(cgroups),
         "processes": {p for p in processes if "ariel/cluster" in p or "containerd-shim" in p},
@@ -66,7 +69,9 @@ def cluster(state: Path, before: dict[str, set[str]]) -> Path:
     return Path(status["kubeconfig"])
 
 
-def kubectl(kubeconfig: Path, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def kubectl(
+    kubeconfig: Path, *args: str, input: str | None = None, check: bool = True
+) -> subprocess.CompletedProcess:
     from ariel_airflow.localkube.build import build_all
 
     binary = build_all().programs["kubectl"]  # from the cache: the cluster test built it
@@ -109,7 +114,10 @@ def pod(name: str, image: str, script: str, pool: str, namespace: str = "default
                     "image": image,
                     "imagePullPolicy": "Never",
                     "command": ["bash", "-c", script],
-                    "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}},
+                    "resources": {
+                        "requests": {"cpu": "10m", "memory": "16Mi"},
+                        "limits": {"cpu": "10m", "memory": "16Mi"},
+                    },
                 }
             ],
         },
@@ -118,8 +126,14 @@ def pod(name: str, image: str, script: str, pool: str, namespace: str = "default
 
 def wait_for_phase(kubeconfig: Path, name: str, namespace: str = "default", timeout: float = 120) -> str:
     result = kubectl(
-        kubeconfig, "-n", namespace, "wait", f"pod/{name}", "--for=jsonpath={.status.phase}=Succeeded",
-        f"--timeout={int(timeout)}s", check=False,
+        kubeconfig,
+        "-n",
+        namespace,
+        "wait",
+        f"pod/{name}",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        f"--timeout={int(timeout)}s",
+        check=False,
     )
     phase = kubectl(kubeconfig, "-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}").stdout
     assert result.returncode == 0 or phase in ("Succeeded", "Failed"), result.stderr
@@ -135,14 +149,23 @@ def test_nodes_carry_the_node_pools_labels_and_taints(cluster: Path) -> None:
         node = by_pool[pool["labels"]["ariel.io/pool"]]
         taints = [f"{t['key']}={t.get('value', '')}:{t['effect']}" for t in node["spec"].get("taints", [])]
         assert taints == pool["taints"]
-        assert node["status"]["nodeInfo"]["kubeletVersion"].startswith("v" + yaml.safe_load(
-            (PLATFORM / "environments" / "local.yaml").read_text())["kubernetes_version"])
+        assert node["status"]["nodeInfo"]["kubeletVersion"].startswith(
+            "v" + yaml.safe_load((PLATFORM / "environments" / "local.yaml").read_text())["kubernetes_version"]
+        )
 
 
 def test_pods_reach_the_api_and_each_other_through_services_and_dns(cluster: Path, state: Path) -> None:
     image = base_image_loaded(state)
     dns_pod_ip = kubectl(
-        cluster, "-n", "kube-system", "get", "pods", "-l", "k8s-app=kube-dns", "-o", "jsonpath={.items[0].status.podIP}"
+        cluster,
+        "-n",
+        "kube-system",
+        "get",
+        "pods",
+        "-l",
+        "k8s-app=kube-dns",
+        "-o",
+        "jsonpath={.items[0].status.podIP}",
     ).stdout
     assert dns_pod_ip.startswith("10.244.")
     script = (
@@ -155,7 +178,9 @@ def test_pods_reach_the_api_and_each_other_through_services_and_dns(cluster: Pat
         name = f"reach-{pool}"
         kubectl(cluster, "delete", "pod", name, "--ignore-not-found", "--wait=true")
         kubectl(cluster, "apply", "-f", "-", input=json.dumps(pod(name, image, script, pool)))
-        assert wait_for_phase(cluster, name) == "Succeeded", kubectl(cluster, "logs", name, check=False).stdout
+        assert wait_for_phase(cluster, name) == "Succeeded", kubectl(
+            cluster, "logs", name, check=False
+        ).stdout
         logs = kubectl(cluster, "logs", name).stdout  # through the API server and the node's kubelet
         assert "10.96.0.1" in logs and "10.96.0.10" in logs
         assert "api-by-service" in logs and "dns-pod-by-ip" in logs
@@ -171,9 +196,19 @@ def test_resource_quota_refuses_a_pod_with_403(cluster: Path, state: Path) -> No
         "spec": {"hard": {"pods": "1"}},
     }
     kubectl(cluster, "apply", "-f", "-", input=json.dumps(quota))
-    kubectl(cluster, "apply", "-f", "-", input=json.dumps(pod("first", image, "sleep 60", "airflow-tasks", "quota-test")))
+    kubectl(
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(pod("first", image, "sleep 60", "airflow-tasks", "quota-test")),
+    )
     refused = kubectl(
-        cluster, "apply", "-f", "-", input=json.dumps(pod("second", image, "true", "airflow-tasks", "quota-test")),
+        cluster,
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(pod("second", image, "true", "airflow-tasks", "quota-test")),
         check=False,
     )
     assert refused.returncode != 0

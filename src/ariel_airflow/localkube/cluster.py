@@ -55,8 +55,15 @@ CONTROLLER_MANAGER_HEALTHZ = "https://127.0.0.1:10257/healthz"
 SCHEDULER_HEALTHZ = "https://127.0.0.1:10259/healthz"
 KUBE_PROXY_LIVEZ = "http://127.0.0.1:10256/livez"
 # Stop order: the nodes' agents first (nothing restarts containers behind our back), the store last.
-STOP_ORDER = ("kube-proxy", "kubelet-", "kube-scheduler", "kube-controller-manager", "containerd-",
-              "kube-apiserver", "etcd")
+STOP_ORDER = (
+    "kube-proxy",
+    "kubelet-",
+    "kube-scheduler",
+    "kube-controller-manager",
+    "containerd-",
+    "kube-apiserver",
+    "etcd",
+)
 
 
 @dataclass
@@ -127,7 +134,9 @@ class LocalCluster:
         ]
         for process, ready in started:
             self._start(process, ready, progress)
-        self._start(components.controller_manager(layout, bins, pki), _healthz(CONTROLLER_MANAGER_HEALTHZ), progress)
+        self._start(
+            components.controller_manager(layout, bins, pki), _healthz(CONTROLLER_MANAGER_HEALTHZ), progress
+        )
         self._start(components.scheduler(layout, bins), _healthz(SCHEDULER_HEALTHZ), progress)
         pause = components.pause_image(pause_version())
         for node in layout.nodes:
@@ -145,8 +154,15 @@ class LocalCluster:
             self._wait("nodes Ready", lambda: all(self._nodes_ready().values()), START_TIMEOUT)
         with progress.step("deploying CoreDNS", "cluster DNS ready"):
             self.kubectl(bins, "apply", "-f", "-", input=yaml.safe_dump_all(coredns_objects()))
-            self.kubectl(bins, "-n", "kube-system", "rollout", "status", "deployment/coredns",
-                         f"--timeout={int(START_TIMEOUT)}s")
+            self.kubectl(
+                bins,
+                "-n",
+                "kube-system",
+                "rollout",
+                "status",
+                "deployment/coredns",
+                f"--timeout={int(START_TIMEOUT)}s",
+            )
         progress.done(f"cluster up: kubeconfig {layout.admin_kubeconfig}", time.monotonic() - t0)
         return self.status()
 
@@ -168,16 +184,22 @@ class LocalCluster:
 
     def _write_kubeconfigs(self, pki: Pki) -> None:
         layout = self.layout
-        write_kubeconfig(layout.admin_kubeconfig, server=layout.server, pki=pki, user="admin", cert_name="admin")
+        write_kubeconfig(
+            layout.admin_kubeconfig, server=layout.server, pki=pki, user="admin", cert_name="admin"
+        )
         for client in CLIENTS[1:]:
             write_kubeconfig(
-                layout.kubeconfig(client.name), server=layout.server, pki=pki, user=client.name,
+                layout.kubeconfig(client.name),
+                server=layout.server,
+                pki=pki,
+                user=client.name,
                 cert_name=client.name,
             )
         for node in layout.nodes:
             name = f"kubelet-{node.name}"
-            write_kubeconfig(layout.kubeconfig(name), server=layout.server, pki=pki, user=name,
-                             cert_name=f"{name}-client")
+            write_kubeconfig(
+                layout.kubeconfig(name), server=layout.server, pki=pki, user=name, cert_name=f"{name}-client"
+            )
 
     def _start(self, process: components.Process, ready: Callable[[], bool], progress: Progress) -> None:
         _write_files(process.files)
@@ -278,9 +300,9 @@ class LocalCluster:
         with progress.step("stopping the cluster", "cluster stopped"):
             for prefix in STOP_ORDER:
                 group = [name for name in names if _in_group(name, prefix)]
-                if prefix == "containerd-":  # the containers first: the kubelets are gone by now
-                    if count := host.kill_cgroup_processes(cgroups):
-                        undone.append(f"{count} container processes")
+                # The containers before their containerd: the kubelets, which would restart them, are gone.
+                if prefix == "containerd-" and (count := host.kill_cgroup_processes(cgroups)):
+                    undone.append(f"{count} container processes")
                 undone += self.table.stop({name: 15 for name in group}, timeout=20)
             if strays := self.table.sweep():  # containerd's shims run in sessions of their own
                 undone.append(f"{strays} stray processes")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+
 import tomli_w
 import yaml
 
@@ -150,7 +151,9 @@ def containerd(node: Node, pause: str) -> Process:
         },
     }
     path = base / "config.toml"
-    return Process(f"containerd-{node.name}", ["containerd", f"--config={path}"], {path: tomli_w.dumps(config)})
+    return Process(
+        f"containerd-{node.name}", ["containerd", f"--config={path}"], {path: tomli_w.dumps(config)}
+    )
 
 
 def cni_config(node: Node) -> Process:

@@ -47,8 +47,13 @@ class ToolsModule:
         if self.versioned_module:
             version = self.pin(self.versioned_module)
             major, minor = version.lstrip("v").split(".")[:2]
-            values = {"gitVersion": version, "gitMajor": major, "gitMinor": minor, "gitTreeState": "clean",
-                      "version": version}
+            values = {
+                "gitVersion": version,
+                "gitMajor": major,
+                "gitMinor": minor,
+                "gitTreeState": "clean",
+                "version": version,
+            }
             flags += [f"-X {package}.{key}={values[key]}" for package, key in self.version_variables]
         return " ".join(flags)
 
