@@ -1,0 +1,110 @@
+"""Benchmark: the local Kubernetes (`ariel platform cluster`), as a platform engineer runs it.
+
+Prints, for this machine:
+- the parts' build time: cached (every pin unchanged: what each `up` pays) and, with `--cold`, from
+  nothing (a fresh parts cache and a fresh Go build cache, as on a new CI machine: ~15 minutes);
+- `cluster up` to every node Ready and cluster DNS serving, with the parts cached;
+- the cluster's memory (PSS) once up and idle: control plane, node agents, and the pods' containers;
+- `cluster down`, and whether it left anything behind.
+The last line printed is one JSON object with the figures.
+
+    python bench/cluster.py [--cold] [--state-dir /tmp/k8s-bench]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).parent))
+from pss import smaps_rollup  # noqa: E402
+
+MIB = 1024 * 1024
+
+
+def ariel(*args: str, env: dict[str, str] | None = None) -> tuple[float, str]:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "ariel_airflow", "platform", "cluster", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    seconds = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"`ariel platform cluster {' '.join(args)}` failed:\n{result.stderr}")
+    return seconds, result.stdout
+
+
+def cluster_pss(state: Path) -> dict[str, float]:
+    """MiB of PSS by part: the processes started from the state directory's configuration, the
+    containerd shims and everything in the nodes' cgroups (the pods)."""
+    groups: dict[str, float] = {}
+    pods = {
+        int(pid)
+        for procs in Path("/sys/fs/cgroup/memory").glob("ariel-*/**/cgroup.procs")
+        for pid in procs.read_text().split()
+    }
+    for proc in psutil.process_iter(["cmdline"]):
+        words = proc.info["cmdline"] or []
+        text = " ".join(words)
+        if proc.pid in pods:
+            group = "pods"
+        elif "containerd-shim" in text and str(state) in text:
+            group = "containerd shims"
+        elif words and (str(state) in text or "/ariel/cluster/" in words[0]):
+            group = Path(words[0]).name
+        else:
+            continue
+        groups[group] = groups.get(group, 0.0) + smaps_rollup(proc.pid)["Pss"] / MIB
+    return dict(sorted(groups.items()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cold", action="store_true", help="also time a build from nothing (~15 min)")
+    parser.add_argument("--state-dir", type=Path, default=None)
+    args = parser.parse_args()
+    figures: dict[str, object] = {}
+
+    if args.cold:
+        with tempfile.TemporaryDirectory(prefix="ariel-cold-") as cold:
+            env = {"ARIEL_CLUSTER_CACHE": f"{cold}/parts", "GOCACHE": f"{cold}/go-build"}
+            seconds, out = ariel("build", "--json", env=env)
+            figures["build_cold_s"] = round(seconds, 1)
+            figures["build_cold_by_module_s"] = json.loads(out)["build_seconds"]
+            print(f"build from nothing: {seconds:.0f}s {figures['build_cold_by_module_s']}")
+    ariel("build")  # the cache this machine uses, filled if it was not
+    seconds, _ = ariel("build")
+    figures["build_cached_s"] = round(seconds, 2)
+    print(f"build, every part cached: {seconds:.2f}s")
+
+    state = args.state_dir or Path(tempfile.mkdtemp(prefix="k8s-bench-", dir="/tmp"))
+    try:
+        seconds, _ = ariel("up", "--state-dir", str(state))
+        figures["up_to_ready_s"] = round(seconds, 1)
+        print(f"cluster up to nodes Ready and DNS serving (parts cached): {seconds:.1f}s")
+        time.sleep(10)  # idle: the first sync and the image imports are over
+        pss = cluster_pss(state)
+        figures["memory_mib"] = {name: round(mib) for name, mib in pss.items()}
+        figures["memory_total_mib"] = round(sum(pss.values()))
+        for name, mib in pss.items():
+            print(f"  {mib:7.0f} MiB  {name}")
+        print(f"  {sum(pss.values()):7.0f} MiB  cluster, idle (PSS)")
+    finally:
+        seconds, out = ariel("down", "--purge", "--state-dir", str(state), "--json")
+        figures["down_s"] = round(seconds, 1)
+        print(f"cluster down: {seconds:.1f}s")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
