@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import ssl
 import subprocess
 import time
@@ -50,6 +51,8 @@ CLIENTS = (
     Identity("kube-proxy", "system:kube-proxy"),
 )
 START_TIMEOUT = 120.0
+STOP_GRACE = 20.0  # seconds each component gets to exit after SIGTERM, before SIGKILL
+CONTAINERD_GRACE = 3.0
 # Health endpoints on loopback (the components' default secure ports, kube-proxy's healthz port).
 CONTROLLER_MANAGER_HEALTHZ = "https://127.0.0.1:10257/healthz"
 SCHEDULER_HEALTHZ = "https://127.0.0.1:10259/healthz"
@@ -303,7 +306,10 @@ class LocalCluster:
                 # The containers before their containerd: the kubelets, which would restart them, are gone.
                 if prefix == "containerd-" and (count := host.kill_cgroup_processes(cgroups)):
                     undone.append(f"{count} container processes")
-                undone += self.table.stop({name: 15 for name in group}, timeout=20)
+                # containerd's shims share its session and wait for it to delete their containers,
+                # which are gone already: they get a short grace, then SIGKILL.
+                grace = CONTAINERD_GRACE if prefix == "containerd-" else STOP_GRACE
+                undone += self.table.stop(dict.fromkeys(group, signal.SIGTERM), timeout=grace)
             if strays := self.table.sweep():  # containerd's shims run in sessions of their own
                 undone.append(f"{strays} stray processes")
         with progress.step("removing mounts, network devices and iptables rules", "host restored"):
