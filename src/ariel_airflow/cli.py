@@ -489,11 +489,27 @@ def platform_render(
     from ariel_airflow.cluster.render import PLATFORM_DIR, render
 
     done = render(environment, out_dir, chart=chart, platform_dir=platform_dir or PLATFORM_DIR)
-    print(f"{done.values}  (effective values: helm upgrade --install -f)")
+    print(f"{done.release}/  (the release: helm upgrade --install airflow {done.release} -n airflow)")
+    print(f"{done.values}  (effective values of the official chart, for review)")
     print(f"{done.out / 'chart'}/  ({len(done.chart_objects)} chart objects)")
     for team, paths in done.team_objects.items():
         print(f"{done.out / 'teams' / team}/  ({len(paths)} objects of team {team})")
     print(f"{done.out / 'image'}/  (the Airflow image: {done.image_build})")
+
+
+@platform_app.command("bootstrap-secrets")
+def platform_bootstrap_secrets(
+    kubeconfig: Annotated[
+        str | None, typer.Option(help="The cluster's kubeconfig.", show_default="$KUBECONFIG, ~/.kube/config")
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="The release's namespace.")] = "airflow",
+) -> None:
+    """Create the Secrets the chart's values name (fernet key, JWT secret, API and webserver secret
+    keys) where they are missing; existing ones are kept. Run once per cluster, before the first install."""
+    from ariel_airflow.cluster.platform_secrets import bootstrap
+
+    for name, what in bootstrap(kubeconfig, namespace).items():
+        print(f"{what:>8}  secret/{name} in {namespace}")
 
 
 @platform_app.command("validate")

@@ -2,15 +2,15 @@
 team's parsing.
 
 The official chart renders a single dag-processor Deployment that parses every bundle. With
-``dag_processor_per_team`` (the environment file, default on), render replaces it by one copy per
-team that runs ``airflow dag-processor --bundle-name <bundle>``: the same image, config, probes and
-placement, its own selector (a team label) so the copies' ReplicaSets never adopt each other's pods.
+``dag_processor_per_team`` (the environment file, default on), render scales it to none and adds one
+copy per team that runs ``airflow dag-processor --bundle-name <bundle>``: the same image, config,
+probes, service account and placement, its own selector (a team label) so the copies' ReplicaSets
+never adopt each other's pods. The copies are installed beside the chart by the release.
 """
 
 from __future__ import annotations
 
 import copy
-import shlex
 from collections.abc import Iterable
 from typing import Any
 
@@ -29,19 +29,14 @@ def _container(deployment: dict[str, Any]) -> dict[str, Any]:
     return next(c for c in containers if c["name"] == CONTAINER)
 
 
-def bundle_names(deployment: dict[str, Any]) -> list[str]:
-    """The ``--bundle-name`` arguments of a dag-processor Deployment (empty: it parses every bundle)."""
-    words = shlex.split(" ".join(_container(deployment).get("args", [])))
-    return [words[i + 1] for i, word in enumerate(words[:-1]) if word in ("--bundle-name", "-B")]
-
-
-def for_team(chart_deployment: dict[str, Any], team: Team) -> dict[str, Any]:
+def for_team(chart_deployment: dict[str, Any], team: Team, replicas: int) -> dict[str, Any]:
     """The chart's dag-processor Deployment, for ``team``'s bundle only."""
     deployment = copy.deepcopy(chart_deployment)
     metadata = deployment["metadata"]
     metadata["name"] = f"{metadata['name']}-{team.name}"
     metadata.setdefault("labels", {})[TEAM_LABEL] = team.name
     spec = deployment["spec"]
+    spec["replicas"] = replicas
     spec["selector"]["matchLabels"][TEAM_LABEL] = team.name
     spec["template"]["metadata"]["labels"][TEAM_LABEL] = team.name
     container = _container(deployment)
@@ -50,12 +45,9 @@ def for_team(chart_deployment: dict[str, Any], team: Team) -> dict[str, Any]:
     return deployment
 
 
-def split_per_team(chart_objects: list[dict[str, Any]], teams: Iterable[Team]) -> list[dict[str, Any]]:
-    """``chart_objects`` with the chart's dag-processor replaced by one per team, in its place."""
-    result: list[dict[str, Any]] = []
-    for obj in chart_objects:
-        if is_chart_dag_processor(obj):
-            result.extend(for_team(obj, team) for team in teams)
-        else:
-            result.append(obj)
-    return result
+def per_team(
+    chart_objects: list[dict[str, Any]], teams: Iterable[Team], replicas: int
+) -> list[dict[str, Any]]:
+    """One copy of the chart's dag-processor per team, with ``replicas`` each."""
+    chart_deployment = next(obj for obj in chart_objects if is_chart_dag_processor(obj))
+    return [for_team(chart_deployment, team, replicas) for team in teams]

@@ -17,11 +17,12 @@ from typing import Any
 
 import yaml
 
-from ariel_airflow.cluster import pools
+from ariel_airflow.cluster import platform_secrets, pools
 from ariel_airflow.cluster.charts import find_chart
-from ariel_airflow.cluster.dag_processors import split_per_team
+from ariel_airflow.cluster.dag_processors import per_team
 from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
 from ariel_airflow.cluster.registry import RegistryEntry, load_registry
+from ariel_airflow.cluster.release import write_release
 from ariel_airflow.errors import UserError
 from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
 from ariel_airflow.localdev.progress import Progress
@@ -57,6 +58,7 @@ class Rendered:
     pools: Path
     chart_objects: list[Path] = field(default_factory=list)
     team_objects: dict[str, list[Path]] = field(default_factory=dict)
+    release: Path | None = None  # the umbrella chart `helm upgrade --install` takes
     image_build: str = ""  # the `docker build` line of the platform image's context in out/image
 
 
@@ -100,14 +102,20 @@ def values_files(env: str, platform_dir: Path) -> list[Path]:
     return [platform_dir / HELM_DIR / "values.yaml", platform_dir / HELM_DIR / f"values-{env}.yaml"]
 
 
+def file_values(env_name: str, platform_dir: Path) -> dict[str, Any]:
+    """The platform's values files for ENV, merged in order."""
+    values: dict[str, Any] = {}
+    for path in values_files(env_name, platform_dir):
+        values = merge(values, read_values(path))
+    return values
+
+
 def effective_values(
     env: Environment, registry: dict[str, RegistryEntry], platform_dir: Path
 ) -> dict[str, Any]:
     """The values ``helm upgrade --install -f`` takes: the files, then what render computes (and
     the teams' Airflow pools, created on deploy by the chart's migration job)."""
-    values: dict[str, Any] = {}
-    for path in values_files(env.name, platform_dir):
-        values = merge(values, read_values(path))
+    values = file_values(env.name, platform_dir)
     teams = [entry.team for entry in registry.values()]
     bundles = [
         {
@@ -119,6 +127,7 @@ def effective_values(
     ]
     identity = {"annotations": {WORKLOAD_IDENTITY_CLIENT_ID: env.platform_identity.client_id}}
     computed = {
+        **platform_secrets.chart_values(),
         **{component: {"serviceAccount": identity} for component in PLATFORM_IDENTITY_COMPONENTS},
         "airflowVersion": airflow_pin(),  # the chart adapts its templates to the Airflow version
         "images": {"airflow": {"repository": env.image.repository, "tag": env.image.tag}},
@@ -131,6 +140,10 @@ def effective_values(
             },
         },
     }
+    if env.dag_processor_per_team:
+        # The chart's own dag-processor stays, scaled to none: its service account and RBAC serve the
+        # per-team copies that render adds beside the chart (dag_processors.py).
+        computed["dagProcessor"] = {"replicas": 0}
     team_pools = pools.team_pools(registry, load_profiles(platform_dir / PROFILES_FILE))
     return merge(merge(values, computed), pools.chart_values(team_pools))
 
@@ -169,6 +182,11 @@ def render_chart(chart: Any, values: dict[str, Any]) -> list[dict[str, Any]]:
         raise UserError(
             f"the chart does not render: {exc}", where="platform/helm", fix="correct the values it names"
         ) from None
+    return manifests_objects(manifests)
+
+
+def manifests_objects(manifests: dict[str, str]) -> list[dict[str, Any]]:
+    """The objects of Helm's rendered templates (empty documents and NOTES.txt dropped)."""
     objects = []
     for template, text in sorted(manifests.items()):
         if template.endswith(".yaml"):
@@ -273,7 +291,7 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def _dump(data: dict[str, Any]) -> str:
+def dump_yaml(data: dict[str, Any]) -> str:
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False)
 
 
@@ -291,7 +309,7 @@ def team_object_path(team: str, obj: dict[str, Any]) -> str:
 
 def _write(path: Path, obj: dict[str, Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(_dump(obj))
+    path.write_text(dump_yaml(obj))
     return path
 
 
@@ -303,12 +321,19 @@ class RenderResult:
     registry: dict[str, RegistryEntry]
     values: dict[str, Any]
     values_files: list[Path]  # the platform's values files merged into ``values``, in order
-    chart_objects: list[dict[str, Any]]
+    chart: Path  # the official chart rendered (a folder or a .tgz)
+    chart_objects: list[dict[str, Any]]  # what the official chart renders with ``values``
+    dag_processors: list[dict[str, Any]]  # one per team, beside the chart's (scaled to none)
     team_objects: dict[str, list[dict[str, Any]]]
+
+    def platform_objects(self) -> list[dict[str, Any]]:
+        """What the release installs beside the official chart."""
+        teams = [obj for objects in self.team_objects.values() for obj in objects]
+        return [*teams, *self.dag_processors]
 
     def files(self) -> dict[str, dict[str, Any]]:
         """Every object by the path ``render`` writes it to, relative to ``--out``."""
-        files = {chart_object_path(obj): obj for obj in self.chart_objects}
+        files = {chart_object_path(obj): obj for obj in [*self.chart_objects, *self.dag_processors]}
         for team, objects in self.team_objects.items():
             files.update({team_object_path(team, obj): obj for obj in objects})
         return files
@@ -334,15 +359,17 @@ def render_in_memory(
         loaded = load_chart(chart_path)
         validate_values(loaded, values, files)
         chart_objects = render_chart(loaded, values)
+    processors: list[dict[str, Any]] = []
     if env.dag_processor_per_team:
-        chart_objects = split_per_team(chart_objects, [entry.team for entry in registry.values()])
+        replicas = file_values(env_name, platform_dir)["dagProcessor"].get("replicas", 1)
+        processors = per_team(chart_objects, [entry.team for entry in registry.values()], replicas)
 
     scheduler_account = values["scheduler"]["serviceAccount"]["name"]
     rules = _launcher_rules(chart_objects)
     team_objects_ = {
         name: team_objects(entry, default, scheduler_account, rules) for name, entry in registry.items()
     }
-    return RenderResult(env, registry, values, files, chart_objects, team_objects_)
+    return RenderResult(env, registry, values, files, chart_path, chart_objects, processors, team_objects_)
 
 
 def render(
@@ -365,7 +392,7 @@ def render(
     values_path = out / VALUES_FILE
     values_path.write_text(
         f"# Effective values for {env_name}: `ariel platform render {env_name}` wrote this; do not edit.\n"
-        + _dump(result.values)
+        + dump_yaml(result.values)
     )
     pools_path = out / pools.POOLS_FILE  # for review and `airflow pools import` by hand
     catalog = load_profiles(platform_dir / PROFILES_FILE)
@@ -378,6 +405,8 @@ def render(
     for name, entry in result.registry.items():
         count = len(rendered.team_objects.get(name, []))
         progress.info(f"team {name}: {count} objects in namespace {entry.team.namespace}")
+    rendered.release = write_release(out, result.chart, result.env, result.values, result.platform_objects())
+    progress.info(f"the release to install: {rendered.release} (`helm upgrade --install`)")
     from ariel_airflow.cluster.image import write_image_context  # the Docker SDK: not for capacity
 
     rendered.image_build = write_image_context(out / "image", result.env)
