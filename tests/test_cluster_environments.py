@@ -1,6 +1,7 @@
 """The platform's environment files: the committed ones load, bad ones are refused with file, field
 path and fix."""
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -96,4 +97,12 @@ def test_unknown_environment_is_refused() -> None:
     with pytest.raises(UserError) as caught:
         load_environment("staging", PLATFORM)
     assert "unknown environment 'staging'" in caught.value.message
-    assert "dev, test, prod" in caught.value.fix
+    assert "dev, local, prod, test" in caught.value.fix and "environments/staging.yaml" in caught.value.fix
+
+
+def test_an_environment_is_added_by_adding_its_file(tmp_path: Path) -> None:
+    platform = tmp_path / "platform"
+    shutil.copytree(PLATFORM, platform)
+    qa = platform / "environments" / "qa.yaml"
+    qa.write_text((platform / "environments" / "test.yaml").read_text())
+    assert load_environment("qa", platform).name == "qa"

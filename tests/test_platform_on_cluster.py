@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from conftest import CHART, require_docker_daemon, run_ariel
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]

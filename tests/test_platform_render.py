@@ -165,10 +165,12 @@ def test_effective_values_bundle_each_registered_team(platform_dir: Path, tmp_pa
 
 def test_each_team_has_a_dag_processor_for_its_bundle_only(platform_dir: Path, tmp_path: Path) -> None:
     out = render_chart(platform_dir, tmp_path / "out")
-    assert not (out / "chart" / "deployment-airflow-dag-processor.yaml").exists()
+    # The chart's own parses every bundle: scaled to none (its service account serves the copies).
+    assert load(out / "chart" / "deployment-airflow-dag-processor.yaml")["spec"]["replicas"] == 0
     selectors = []
     for team in ("demo", "alpha"):
         deployment = load(out / "chart" / f"deployment-airflow-dag-processor-{team}.yaml")
+        assert deployment["spec"]["replicas"] == 1
         container = deployment["spec"]["template"]["spec"]["containers"][0]
         assert container["args"] == ["bash", "-c", f"exec airflow dag-processor --bundle-name {team}"]
         selector = deployment["spec"]["selector"]["matchLabels"]

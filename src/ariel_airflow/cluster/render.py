@@ -143,7 +143,7 @@ def effective_values(
     if env.dag_processor_per_team:
         # The chart's own dag-processor stays, scaled to none: its service account and RBAC serve the
         # per-team copies that render adds beside the chart (dag_processors.py).
-        computed["dagProcessor"] = {"replicas": 0}
+        computed["dagProcessor"] = {**computed["dagProcessor"], "replicas": 0}
     team_pools = pools.team_pools(registry, load_profiles(platform_dir / PROFILES_FILE))
     return merge(merge(values, computed), pools.chart_values(team_pools))
 
@@ -398,7 +398,8 @@ def render(
     catalog = load_profiles(platform_dir / PROFILES_FILE)
     pools_path.write_text(pools.pools_json(pools.team_pools(result.registry, catalog)))
     rendered = Rendered(out=out, values=values_path, pools=pools_path)
-    rendered.chart_objects = [_write(out / chart_object_path(obj), obj) for obj in result.chart_objects]
+    chart_objects = [*result.chart_objects, *result.dag_processors]
+    rendered.chart_objects = [_write(out / chart_object_path(obj), obj) for obj in chart_objects]
     for team, objects in result.team_objects.items():
         rendered.team_objects[team] = [_write(out / team_object_path(team, obj), obj) for obj in objects]
     progress.info(f"{len(rendered.chart_objects)} chart objects in {out / RENDERED_CHART_DIR}")
