@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import http.server
+import json
 import os
 import shutil
 import threading
@@ -382,3 +383,51 @@ def test_render_writes_values_chart_and_teams(tmp_path: Path) -> None:
     assert values["executor"] == "KubernetesExecutor"
     assert (tmp_path / "out" / "chart" / "deployment-airflow-scheduler.yaml").is_file()
     assert set(load_registry(PLATFORM)) == {path.name for path in (tmp_path / "out" / "teams").iterdir()}
+
+
+@pytest.mark.parametrize("component", ["scheduler", "api-server", "triggerer", "dag-processor-demo"])
+def test_every_component_loads_the_platforms_cluster_policies(
+    platform_dir: Path, tmp_path: Path, component: str
+) -> None:
+    out = render_chart(platform_dir, tmp_path / "out")
+    source = load(out / "chart" / "configmap-airflow-config.yaml")["data"]["airflow_local_settings.py"]
+    settings: dict[str, Any] = {}
+    exec(compile(source, "airflow_local_settings.py", "exec"), settings)  # as Airflow imports it
+    assert {"task_policy", "dag_policy", "pod_mutation_hook"} <= settings.keys()
+    mounts = [
+        mount
+        for container in pod_spec(out, component)["containers"]
+        for mount in container.get("volumeMounts", [])
+        if mount.get("subPath") == "airflow_local_settings.py"
+    ]
+    assert mounts, f"{component} does not mount the cluster policies"
+
+
+def test_two_renders_are_byte_identical_and_hold_no_generated_secret(
+    platform_dir: Path, tmp_path: Path
+) -> None:
+    first = render_chart(platform_dir, tmp_path / "first")
+    second = render_chart(platform_dir, tmp_path / "second")
+    files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file() and "image" not in p.parts)
+    assert files == sorted(
+        p.relative_to(second) for p in second.rglob("*") if p.is_file() and "image" not in p.parts
+    )
+    for path in files:
+        assert (first / path).read_bytes() == (second / path).read_bytes(), path
+    secrets = {load(p)["metadata"]["name"] for p in (first / "chart").glob("secret-*.yaml")}
+    for generated in ("airflow-jwt-secret", "airflow-api-secret-key", "airflow-fernet-key"):
+        assert generated not in secrets  # named in the values, created once per cluster, never rendered
+    env = pod_spec(first, "scheduler")["containers"][0]["env"]
+    jwt = next(item for item in env if item["name"] == "AIRFLOW__API_AUTH__JWT_SECRET")
+    assert jwt["valueFrom"]["secretKeyRef"] == {"name": "airflow-jwt-secret", "key": "jwt-secret"}
+
+
+def test_each_teams_bundle_clones_with_the_teams_own_git_connection(
+    platform_dir: Path, tmp_path: Path
+) -> None:
+    values = load(render_chart(platform_dir, tmp_path / "out") / "values.yaml")
+    bundles = json.loads(values["config"]["dag_processor"]["dag_bundle_config_list"])
+    assert {bundle["name"]: bundle["kwargs"]["git_conn_id"] for bundle in bundles} == {
+        "alpha": "git_alpha",
+        "demo": "git_demo",
+    }

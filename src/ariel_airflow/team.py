@@ -83,6 +83,12 @@ class Team:
         return self.name
 
     @property
+    def git_conn_id(self) -> str:
+        """The connection the platform's dag-processor clones the team's repository with (a read-only
+        token of the team's repository, in the platform's Key Vault)."""
+        return f"git_{self.name}"
+
+    @property
     def dag_id_prefix(self) -> str:
         return f"{self.name}{DAG_ID_SEPARATOR}"
 

@@ -27,6 +27,7 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.limits import MAX_LIMIT_REQUEST_RATIO
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.pins import airflow_pin
+from ariel_airflow.policies import local_settings_source
 from ariel_airflow.profiles import ResourceProfile, load_profiles, parse_quantity
 from ariel_airflow.team import PROFILES_FILE, TEAM_LABEL
 from ariel_airflow.template import KIT_ROOT
@@ -121,7 +122,13 @@ def effective_values(
         {
             "name": entry.team.bundle_name,
             "classpath": GIT_BUNDLE,
-            "kwargs": {"repo_url": entry.repository.url, "tracking_ref": entry.repository.ref},
+            "kwargs": {
+                "repo_url": entry.repository.url,
+                "tracking_ref": entry.repository.ref,
+                # The registry's repositories are private: each team's bundle clones with its own
+                # connection (never anonymously, never with another team's token).
+                "git_conn_id": entry.team.git_conn_id,
+            },
         }
         for entry in registry.values()
     ]
@@ -130,6 +137,9 @@ def effective_values(
         **platform_secrets.chart_values(),
         **{component: {"serviceAccount": identity} for component in PLATFORM_IDENTITY_COMPONENTS},
         "airflowVersion": airflow_pin(),  # the chart adapts its templates to the Airflow version
+        # The cluster policies, from their one home: the chart mounts this file into every component
+        # (left unset, it mounts an empty one and no policy runs on the cluster).
+        "airflowLocalSettings": local_settings_source(),
         "images": {"airflow": {"repository": env.image.repository, "tag": env.image.tag}},
         "data": {"metadataConnection": {"host": env.database.host, "db": env.database.database}},
         "config": {
