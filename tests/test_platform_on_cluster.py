@@ -46,14 +46,15 @@ def installed() -> Iterator[tuple[Path, Path]]:
     try:
         up = run_ariel("platform", "cluster", "up", "--state-dir", str(state), "--json", timeout=2400)
         assert up.returncode == 0, up.stderr
-        kubeconfig = Path(json.loads(up.stdout)["kubeconfig"])
+        status = json.loads(up.stdout)
+        kubeconfig, helm = Path(status["kubeconfig"]), str(Path(status["bin"]) / "helm")  # as the README
         rendered = run_ariel("platform", "render", "local", "--out", str(out), env=env)
         assert rendered.returncode == 0, rendered.stderr
         secrets = run_ariel("platform", "bootstrap-secrets", "--kubeconfig", str(kubeconfig))
         assert secrets.returncode == 0, secrets.stderr
         # Hooks (the migration job) wait for a database, which the local environment lacks so far.
         run(
-            program("helm"),
+            helm,
             "upgrade",
             "--install",
             RELEASE,

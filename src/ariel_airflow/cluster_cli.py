@@ -62,7 +62,13 @@ def cluster_up(
     if as_json:
         print(json.dumps(status.as_dict(), indent=2))
     else:
-        out.print(f"export KUBECONFIG={status.kubeconfig}")
+        _print_exports(status)
+
+
+def _print_exports(status) -> None:  # noqa: ANN001
+    """What a shell needs to use the cluster: its kubeconfig, and the pinned kubectl and helm."""
+    out.print(f"export KUBECONFIG={status.kubeconfig}")
+    out.print(f"export PATH={status.state / 'bin'}:$PATH")
 
 
 @cluster_app.command("down")
@@ -78,6 +84,8 @@ def cluster_down(
         print(json.dumps({"stopped_and_removed": undone}, indent=2))
     elif not undone:
         out.print("nothing was running")
+    else:
+        out.print(f"stopped and removed: {', '.join(undone)}")
 
 
 @cluster_app.command("status")
@@ -96,5 +104,5 @@ def cluster_status(
         for name, ready in status.nodes.items():
             out.print(f"{'[green]Ready[/]' if ready else '[red]NotReady[/]':>20}  node {name}")
         if status.up:
-            out.print(f"export KUBECONFIG={status.kubeconfig}")
+            _print_exports(status)
     raise typer.Exit(0 if status.up else 1)

@@ -43,6 +43,7 @@ from ariel_airflow.localkube.parts import require_system_parts
 from ariel_airflow.localkube.pki import Identity, Pki, ensure_pki, write_kubeconfig
 
 LOCAL_ENVIRONMENT = "local"
+CLIENT_PROGRAMS = ("kubectl", "helm")  # linked into <state>/bin
 # Client identities of the control plane, as Kubernetes' RBAC bootstrap policy names them.
 CLIENTS = (
     Identity("admin", "ariel-admin", ("system:masters",)),
@@ -85,6 +86,7 @@ class ClusterStatus:
         return {
             "state": str(self.state),
             "kubeconfig": str(self.kubeconfig),
+            "bin": str(self.state / "bin"),
             "server": self.server,
             "up": self.up,
             "processes": self.processes,
@@ -129,6 +131,7 @@ class LocalCluster:
         pki = self._pki()
         with progress.step("writing configuration", "configuration written"):
             self._write_kubeconfigs(pki)
+            self._link_clients(bins)
             host.prepare_host()
             host.create_cgroups([node.cgroup_root for node in layout.nodes])
         started = [
@@ -203,6 +206,15 @@ class LocalCluster:
             write_kubeconfig(
                 layout.kubeconfig(name), server=layout.server, pki=pki, user=name, cert_name=f"{name}-client"
             )
+
+    def _link_clients(self, bins: Binaries) -> None:
+        """``<state>/bin`` holds the pinned kubectl and helm: one PATH entry for the user."""
+        folder = self.layout.bin
+        folder.mkdir(parents=True, exist_ok=True)
+        for program in CLIENT_PROGRAMS:
+            link = folder / program
+            link.unlink(missing_ok=True)
+            link.symlink_to(bins[program])
 
     def _start(self, process: components.Process, ready: Callable[[], bool], progress: Progress) -> None:
         _write_files(process.files)

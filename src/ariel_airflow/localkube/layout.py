@@ -142,6 +142,10 @@ class Layout:
         return self.state / "config"
 
     @property
+    def bin(self) -> Path:
+        return self.state / "bin"
+
+    @property
     def admin_kubeconfig(self) -> Path:
         return self.state / "kubeconfig"
 
