@@ -8,6 +8,7 @@ into place when it succeeded: an interrupted build never leaves a half cache.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -131,6 +132,7 @@ def _build_into(folder: Path, what: str, build: Callable[[Path], None], progress
     return seconds
 
 
+@functools.cache
 def kubernetes_source() -> Path:
     """The pinned ``k8s.io/kubernetes`` module's source, downloaded into Go's module cache."""
     out = _run(["go", "mod", "download", "-json", "k8s.io/kubernetes"], cwd=KUBERNETES.dir)

@@ -219,7 +219,9 @@ class LocalCluster:
     def _start(self, process: components.Process, ready: Callable[[], bool], progress: Progress) -> None:
         _write_files(process.files)
         with progress.step(f"starting {process.name}", f"{process.name} started"):
-            tracked = self.table.start(process.name, process.argv, env=_environ(), cwd=self.layout.state)
+            tracked = self.table.start(
+                process.name, process.argv, env=dict(os.environ), cwd=self.layout.state
+            )
 
             def check() -> bool:
                 if not tracked.alive():
@@ -353,10 +355,6 @@ def _write_files(files: dict[Path, str]) -> None:
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-
-
-def _environ() -> dict[str, str]:
-    return dict(os.environ)
 
 
 def _in_group(name: str, prefix: str) -> bool:

@@ -93,12 +93,9 @@ def apiserver(layout: Layout, bins: Binaries, pki: Pki) -> Process:
 
 
 def controller_manager(layout: Layout, bins: Binaries, pki: Pki) -> Process:
-    kubeconfig = layout.kubeconfig("controller-manager")
     argv = [
         str(bins["kube-controller-manager"]),
-        f"--kubeconfig={kubeconfig}",
-        f"--authentication-kubeconfig={kubeconfig}",
-        f"--authorization-kubeconfig={kubeconfig}",
+        *_control_plane_client(layout.kubeconfig("controller-manager")),
         "--use-service-account-credentials=true",
         f"--service-account-private-key-file={pki.service_account_key}",
         f"--root-ca-file={pki.ca_cert()}",
@@ -106,23 +103,25 @@ def controller_manager(layout: Layout, bins: Binaries, pki: Pki) -> Process:
         f"--cluster-signing-key-file={pki.key('ca')}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--allocate-node-cidrs=false",  # each node's subnet is fixed in its CNI configuration
-        "--leader-elect=false",
-        "--bind-address=127.0.0.1",
     ]
     return Process("kube-controller-manager", argv, {})
 
 
 def scheduler(layout: Layout, bins: Binaries) -> Process:
-    kubeconfig = layout.kubeconfig("scheduler")
-    argv = [
-        str(bins["kube-scheduler"]),
+    argv = [str(bins["kube-scheduler"]), *_control_plane_client(layout.kubeconfig("scheduler"))]
+    return Process("kube-scheduler", argv, {})
+
+
+def _control_plane_client(kubeconfig: Path) -> list[str]:
+    """The API client flags of the controller-manager and the scheduler: one instance each, health
+    and metrics served on loopback only."""
+    return [
         f"--kubeconfig={kubeconfig}",
         f"--authentication-kubeconfig={kubeconfig}",
         f"--authorization-kubeconfig={kubeconfig}",
         "--leader-elect=false",
         "--bind-address=127.0.0.1",
     ]
-    return Process("kube-scheduler", argv, {})
 
 
 def containerd(node: Node, pause: str) -> Process:
