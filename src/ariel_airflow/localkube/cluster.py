@@ -97,6 +97,13 @@ class ClusterStatus:
 class LocalCluster:
     def __init__(self, state: Path, platform_dir: Path, env_name: str = LOCAL_ENVIRONMENT) -> None:
         self.env = load_environment(env_name, platform_dir)
+        for pool in self.env.node_pools:  # each pool is one node here: more would be more kubelets
+            if pool.count != 1:
+                raise UserError(
+                    f"node pool {pool.name!r} has count {pool.count}: here each pool is one node",
+                    where=f"{platform_dir}/environments/{env_name}.yaml: node_pools",
+                    fix="set count: 1 on each pool of the local environment",
+                )
         self.layout = Layout.of(state, self.env)
         self.table = ProcessTable(self.layout.run, self.layout.logs)
         for node in self.layout.nodes:
