@@ -35,11 +35,22 @@ def task_node(env: Environment):  # noqa: ANN201
 
 def test_allocatable_d8as_v5_from_aks_1_29() -> None:
     node = task_node(environment("1.31", vm_size="Standard_D8as_v5"))
-    # 8 vCPU: 8000m - 180m kube-reserved = 7820m.
-    # 32 GiB = 32768Mi - min(20*30 + 50 = 650Mi, 25% = 8192Mi) - 100Mi eviction = 32018Mi.
+    # 8 vCPU: 8000m - 180m kube-reserved = 7820m. Azure CNI Overlay (AKS's default): 250 pods.
+    # 32 GiB = 32768Mi - min(20*250 + 50 = 5050Mi, 25% = 8192Mi) - 100Mi eviction = 27618Mi.
     assert node.allocatable.cpu == 7820
-    assert node.allocatable.memory == 32018 * Mi
-    assert node.allocatable.pods == 30
+    assert node.allocatable.memory == 27618 * Mi
+    assert node.allocatable.pods == 250
+
+
+@pytest.mark.parametrize(
+    ("plugin", "pods", "memory"), [("kubenet", 110, 30418), ("azure-cni-node-subnet", 30, 32018)]
+)
+def test_max_pods_follow_the_network_plugin(plugin: str, pods: int, memory: int) -> None:
+    data = yaml.safe_load((PLATFORM / "environments" / "prod.yaml").read_text())
+    env = Environment.model_validate({"name": "prod", **data, "network_plugin": plugin})
+    node = task_node(env)
+    # 32768Mi - min(20 * pods + 50, 8192) - 100: 30418Mi for 110 pods, 32018Mi for 30.
+    assert (node.allocatable.pods, node.allocatable.memory) == (pods, memory * Mi)
 
 
 def test_allocatable_d8as_v5_before_aks_1_29() -> None:
@@ -72,19 +83,20 @@ def test_allocatable_d2s_v5_before_aks_1_29() -> None:
 
 def test_explicit_cpu_and_memory_size_an_unknown_vm() -> None:
     node = task_node(environment("1.31", vm_size="Standard_F16s_v2", cpu=16, memory="32Gi"))
-    # 16 vCPU: 16000 - 260 = 15740m. 32768 - 650 - 100 = 32018Mi.
-    assert (node.allocatable.cpu, node.allocatable.memory) == (15740, 32018 * Mi)
+    # 16 vCPU: 16000 - 260 = 15740m. 32768 - min(20*250 + 50, 8192) - 100 = 27618Mi.
+    assert (node.allocatable.cpu, node.allocatable.memory) == (15740, 27618 * Mi)
 
 
 def test_the_proposals_example_cpu_binds_below_32_tasks() -> None:
     env = load_environment("prod", PLATFORM)  # tasks on two Standard_D8as_v5, Kubernetes 1.31
     result = fit("example", Amount(cpu=500, memory=1024 * Mi, pods=1), task_node(env))
-    # Per node, after kubelet (180m, 750Mi) and daemonsets (100m, 300Mi, 8 pods):
+    # Per node (Azure CNI Overlay: 250 pods), after kubelet (180m, 5050Mi + 100Mi eviction) and
+    # daemonsets (100m, 300Mi, 8 pods):
     # cpu    (8000 - 180 - 100) / 500  = 15.44 -> 15
-    # memory (32768 - 750 - 300) / 1024 = 30.97 -> 30
-    # pods   30 - 8 = 22
+    # memory (32768 - 5150 - 300) / 1024 = 26.68 -> 26
+    # pods   250 - 8 = 242
     # 15 per node on 2 nodes: 30 tasks at once, not the 32 of `parallelism`; CPU binds.
-    assert result.per_node == {"cpu": 15, "memory": 30, "pods": 22}
+    assert result.per_node == {"cpu": 15, "memory": 26, "pods": 242}
     assert result.at_once == 30
     assert result.binds == ["cpu"]
 
@@ -94,13 +106,14 @@ def test_profiles_of_the_catalog_on_prod() -> None:
 
     report = capacity(load_environment("prod", PLATFORM), load_profiles(PLATFORM / "resource_profiles.yaml"))
     small = next(f for f in report.fits if f.name == "small")
-    # small requests 250m / 512Mi: cpu 7720 / 250 = 30, memory 31718 / 512 = 61, pods 22: pods bind.
-    assert (small.at_once, small.binds) == (44, ["pods"])
+    # small requests 250m / 512Mi: cpu 7720 / 250 = 30, memory 27318 / 512 = 53, pods 242: cpu binds.
+    assert (small.at_once, small.binds) == (60, ["cpu"])
 
 
 def test_core_components_fit_or_not() -> None:
     env = load_environment("prod", PLATFORM)
-    core = node_of(env.core_pool, env)  # one D8as_v5: 7720m and 31718Mi free
+    one_node = env.core_pool.model_copy(update={"count": 1})
+    core = node_of(one_node, env)  # one D8as_v5: 7720m and 27318Mi free
     fits = core_fit([("scheduler", "2", "4Gi"), ("api-server", "2", "4Gi"), ("triggerer", "1", "2Gi")], core)
     assert fits.fits and fits.requested == Amount(5000, 10 * 1024 * Mi, 3)
     too_much = core_fit([("scheduler", "4", "8Gi"), ("api-server", "4", "8Gi")], core)  # 8000m > 7720m
@@ -157,17 +170,17 @@ def test_cli_missing_platform_dir_exits_2(tmp_path: Path) -> None:
 
 def test_quotas_within_the_task_pool_are_not_over_committed() -> None:
     env = environment()
-    use = capacity(env, {}, quotas={"a": Amount.of("6", "20Gi", 10), "b": Amount.of("9", "40Gi", 30)}).quotas
-    # Free for Airflow on two D8as_v5 task nodes: 2 x 7720m, 2 x 31718Mi, 2 x 22 pods.
-    assert use.pool == Amount(15440, 2 * 31718 * Mi, 44)
-    assert use.total == Amount(15000, 60 * 1024 * Mi, 40)
+    use = capacity(env, {}, quotas={"a": Amount.of("6", "20Gi", 10), "b": Amount.of("9", "30Gi", 30)}).quotas
+    # Free for Airflow on two D8as_v5 task nodes: 2 x 7720m, 2 x 27318Mi, 2 x 242 pods.
+    assert use.pool == Amount(15440, 2 * 27318 * Mi, 484)
+    assert use.total == Amount(15000, 50 * 1024 * Mi, 40)
     assert use.over_committed == []
 
 
 def test_quotas_beyond_the_task_pool_are_over_committed() -> None:
     env = environment()
-    use = capacity(env, {}, quotas={"a": Amount.of("8", "20Gi", 10), "b": Amount.of("8", "20Gi", 40)}).quotas
-    assert use.over_committed == ["cpu", "pods"]  # 16000m > 15440m, 50 pods > 44; memory fits
+    use = capacity(env, {}, quotas={"a": Amount.of("8", "20Gi", 10), "b": Amount.of("8", "20Gi", 480)}).quotas
+    assert use.over_committed == ["cpu", "pods"]  # 16000m > 15440m, 490 pods > 484; memory fits
 
 
 def test_cli_reports_quota_over_commit_of_the_registered_teams(tmp_path: Path) -> None:
@@ -175,11 +188,11 @@ def test_cli_reports_quota_over_commit_of_the_registered_teams(tmp_path: Path) -
     shutil.copytree(PLATFORM, platform)
     (platform / "teams" / "big.yaml").write_text(
         "name: big\nrepository: {url: https://example.com/big.git}\n"
-        "quota: {pods: 40, requests: {cpu: '14', memory: 8Gi}, limits: {cpu: '14', memory: 8Gi}}\n"
+        "quota: {pods: 480, requests: {cpu: '14', memory: 8Gi}, limits: {cpu: '14', memory: 8Gi}}\n"
         "managed_identity_client_id: 00000000-0000-0000-0000-0000000000bb\n"
     )
     report = json.loads(ariel("capacity", "prod", "--json", "--platform-dir", str(platform)).stdout)
     assert set(report["quotas"]["teams"]) == {"demo", "big"}
-    assert report["quotas"]["over_committed"] == ["cpu", "pods"]  # 16.5 CPUs, 50 pods
+    assert report["quotas"]["over_committed"] == ["cpu", "pods"]  # 16.5 CPUs, 490 pods > 484
     table = ariel("capacity", "prod", "--platform-dir", str(platform))
     assert "over-committed: cpu and pods" in table.stdout.replace("\n", " ")

@@ -27,7 +27,7 @@ def test_committed_environment_loads(name: str) -> None:
 
 def test_prod_is_the_proposals_sizing() -> None:
     env = load_environment("prod", PLATFORM)
-    assert (env.core_pool.vm_size, env.core_pool.count) == ("Standard_D8as_v5", 1)
+    assert (env.core_pool.vm_size, env.core_pool.count) == ("Standard_D8as_v5", 2)
     assert (env.task_pool.vm_size, env.task_pool.count) == ("Standard_D8as_v5", 2)
 
 

@@ -167,11 +167,12 @@ def test_core_components_larger_than_the_core_pool_are_refused(platform_dir: Pat
     values = yaml.safe_load(overlay.read_text())
     assert values["apiServer"]["replicas"] == 2
     values["apiServer"]["resources"] = {"requests": {"cpu": "6"}, "limits": {"cpu": "6"}}
+    values["scheduler"]["resources"] = {"requests": {"cpu": "6"}, "limits": {"cpu": "6"}}
     overlay.write_text(yaml.safe_dump(values))
     found = findings(validate("prod", "--json", platform_dir=platform_dir), "core-pool")
-    # Two api-servers of 6 CPUs each cannot both fit on the one 8-vCPU core node.
+    # Two api-servers and two schedulers of 6 CPUs each cannot fit on the two 8-vCPU core nodes.
     assert found and all("finds no room on the core pool 'core'" in f["message"] for f in found)
-    assert any(f["where"].startswith("chart/deployment-airflow-api-server.yaml") for f in found)
+    assert any(f["where"].startswith("chart/deployment-airflow-") for f in found)
 
 
 def test_node_selector_of_no_pool_is_refused(platform_dir: Path) -> None:
@@ -225,3 +226,20 @@ def test_the_nearest_bundled_kubernetes_schemas_are_used_and_said(wanted: str, u
     assert (note is None) == (wanted == used)
     if note:
         assert wanted in note and used in note
+
+
+def test_prod_keeps_a_replica_of_each_replicated_component_through_a_node_drain(platform_dir: Path) -> None:
+    valid = validate("prod", "--json", platform_dir=platform_dir)
+    assert valid.returncode == 0 and json.loads(valid.stdout)["ok"] is True, valid.stdout
+    environment = platform_dir / "environments" / "prod.yaml"
+    environment.write_text(environment.read_text().replace("count: 2", "count: 1", 1))  # the core pool
+    overlay = platform_dir / "helm" / "values-prod.yaml"
+    values = yaml.safe_load(overlay.read_text())
+    del values["scheduler"]["topologySpreadConstraints"]
+    values["apiServer"]["podDisruptionBudget"] = {"enabled": False}
+    overlay.write_text(yaml.safe_dump(values))
+    found = findings(validate("prod", "--json", platform_dir=platform_dir), "high-availability")
+    messages = [f["message"] for f in found]
+    assert any("airflow-scheduler" in m and "may all land on one node" in m for m in messages)
+    assert any("airflow-api-server" in m and "no PodDisruptionBudget" in m for m in messages)
+    assert any("airflow-pgbouncer" in m and "node pool 'core', which has one node" in m for m in messages)

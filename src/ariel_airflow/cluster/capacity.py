@@ -188,13 +188,14 @@ def node_of(pool: NodePool, environment: Environment) -> Node:
     cores, memory = vm_capacity(pool)
     minor = environment.kubernetes_minor
     overhead = environment.daemonset_overhead
+    max_pods = environment.max_pods(pool)
     return Node(
         pool=pool.name,
         vm_size=pool.vm_size,
         count=pool.count,
-        capacity=Amount(cores * 1000, memory, pool.max_pods),
+        capacity=Amount(cores * 1000, memory, max_pods),
         kube_reserved=Amount(
-            kube_reserved_cpu(cores, pool.name), kube_reserved_memory(memory, pool.max_pods, minor)
+            kube_reserved_cpu(cores, pool.name), kube_reserved_memory(memory, max_pods, minor)
         ),
         eviction_threshold=EVICTION_THRESHOLD if minor >= NEW_RESERVATIONS_MINOR else OLD_EVICTION_THRESHOLD,
         daemonsets=Amount.of(overhead.cpu, overhead.memory, overhead.pods),

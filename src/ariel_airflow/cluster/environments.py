@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -27,8 +27,11 @@ CORE_POOL = "airflow-core"
 TASK_POOL = "airflow-tasks"
 CORE_TAINT = "dedicated=airflow:NoSchedule"
 TASK_TAINT = f"{POOL_LABEL}={TASK_POOL}:NoSchedule"
-# Azure CNI's default when a pool does not set --max-pods.
-DEFAULT_MAX_PODS = 30
+# AKS's default max pods per node when a pool does not set --max-pods: it follows the cluster's
+# network plugin (`az aks create --network-plugin azure --network-plugin-mode overlay`, kubenet, or
+# Azure CNI with pod IPs from the node subnet).
+MAX_PODS_BY_NETWORK_PLUGIN = {"azure-cni-overlay": 250, "kubenet": 110, "azure-cni-node-subnet": 30}
+NetworkPlugin = Literal["azure-cni-overlay", "kubenet", "azure-cni-node-subnet"]
 # Connections of the metadata database that PgBouncer's pools must leave free: Azure Postgres
 # flexible server keeps 15 for its own replication and monitoring (its "maximum user connections"
 # are max_connections - 15), and 5 for sessions that bypass PgBouncer: an admin's psql, a backup.
@@ -72,7 +75,8 @@ class NodePool(Strict):
     count: Annotated[int, Field(ge=1)]
     labels: dict[str, str] = {}
     taints: list[str] = []
-    max_pods: Annotated[int, Field(ge=10, le=250)] = DEFAULT_MAX_PODS  # AKS's own bounds
+    # AKS's own bounds; unset: the network plugin's default (Environment.max_pods)
+    max_pods: Annotated[int, Field(ge=10, le=250)] | None = None
     # For a VM size the kit's table does not know: its vCPUs and memory (e.g. 8 and 32Gi).
     cpu: Annotated[int, Field(ge=1)] | None = None
     memory: str | None = None
@@ -187,6 +191,9 @@ class Environment(Strict):
     image: Image
     chart: Chart
     platform_identity: PlatformIdentity
+    network_plugin: NetworkPlugin = "azure-cni-overlay"  # AKS's default for new clusters
+    # Every replicated component keeps a replica through the loss or drain of one node (validate).
+    high_availability: bool = False
     daemonset_overhead: Overhead = Overhead()
     # One dag-processor per team bundle, so one team's slow DAG files never delay another team's.
     dag_processor_per_team: bool = True
@@ -222,6 +229,10 @@ class Environment(Strict):
         match = KUBERNETES_VERSION.fullmatch(self.kubernetes_version)
         assert match  # checked when loaded
         return int(match["minor"])
+
+    def max_pods(self, pool: NodePool) -> int:
+        """Pods per node of ``pool``: its own setting, else the network plugin's default."""
+        return pool.max_pods or MAX_PODS_BY_NETWORK_PLUGIN[self.network_plugin]
 
     @property
     def core_pool(self) -> NodePool:

@@ -118,7 +118,9 @@ class Layout:
     @classmethod
     def of(cls, state: Path, env: Environment, ip: str | None = None) -> Layout:
         state = state.absolute()
-        nodes = tuple(_node(state, index, pool) for index, pool in enumerate(env.node_pools))
+        nodes = tuple(
+            _node(state, index, pool, env.max_pods(pool)) for index, pool in enumerate(env.node_pools)
+        )
         return cls(state, ip or node_ip(), nodes)
 
     @property
@@ -165,7 +167,7 @@ class Layout:
         return next(node for node in self.nodes if node.name == name)
 
 
-def _node(state: Path, index: int, pool: NodePool) -> Node:
+def _node(state: Path, index: int, pool: NodePool, max_pods: int) -> Node:
     name = f"local-{pool.name}"
     return Node(
         name=name,
@@ -173,5 +175,5 @@ def _node(state: Path, index: int, pool: NodePool) -> Node:
         dir=state / "nodes" / pool.name,
         labels=dict(pool.labels),
         taints=tuple(Taint.parse(taint) for taint in pool.taints),
-        max_pods=pool.max_pods,
+        max_pods=max_pods,
     )

@@ -287,6 +287,64 @@ def team_pools_fit_quotas_and_parallelism(subject: Subject) -> Iterator[Finding]
         yield Finding("team-pools", message or text, where, f"extraConfigMaps.{POOLS_CONFIGMAP}", fix)
 
 
+HOSTNAME = "kubernetes.io/hostname"
+
+
+def replicated_components_survive_a_node(subject: Subject) -> Iterator[Finding]:
+    """In a highly available environment, a component with two replicas or more keeps one through
+    the loss or drain of a node: a PodDisruptionBudget, replicas spread over nodes, and a pool with
+    at least two nodes for them."""
+    env = subject.env
+    if not env.high_availability:
+        return
+    budgets = [
+        obj["spec"].get("selector", {}).get("matchLabels", {})
+        for obj in subject.objects.values()
+        if obj.get("kind") == "PodDisruptionBudget"
+    ]
+    for where, spec_path, obj, pod in pod_specs(subject.objects):
+        replicas = int(obj.get("spec", {}).get("replicas", 1))
+        if obj.get("kind") not in LONG_RUNNING or replicas < 2:
+            continue
+        name = obj["metadata"]["name"]
+        labels = obj["spec"]["template"]["metadata"].get("labels", {})
+        component = labels.get("component", name)
+        values = f"the {component} section of platform/helm/values*.yaml"
+        if not any(selector and selector.items() <= labels.items() for selector in budgets):
+            yield Finding(
+                "high-availability",
+                f"{name} runs {replicas} replicas and no PodDisruptionBudget covers them: a node drain "
+                "may evict every replica at once",
+                where,
+                "podDisruptionBudget",
+                f"set podDisruptionBudget: {{enabled: true, config: {{maxUnavailable: 1}}}} in {values}",
+            )
+        spread = [
+            c
+            for c in pod.get("topologySpreadConstraints") or []
+            if c.get("topologyKey") == HOSTNAME and c.get("whenUnsatisfiable") == "DoNotSchedule"
+        ]
+        if not spread:
+            yield Finding(
+                "high-availability",
+                f"{name} runs {replicas} replicas that may all land on one node: no topology spread "
+                f"over {HOSTNAME} with whenUnsatisfiable DoNotSchedule",
+                where,
+                f"{spec_path}.topologySpreadConstraints",
+                f"set topologySpreadConstraints (maxSkew 1, topologyKey {HOSTNAME}, whenUnsatisfiable "
+                f"DoNotSchedule, its pods' labels) in {values}",
+            )
+        for pool in env.node_pools:
+            if on_pool(pod, pool) and pool.count < 2:
+                yield Finding(
+                    "high-availability",
+                    f"{name} runs {replicas} replicas on node pool {pool.name!r}, which has one node",
+                    str(subject.environment_file),
+                    "node_pools",
+                    f"set count: 2 or more on node pool {pool.name!r}",
+                )
+
+
 CROSS_CHECKS: list[CrossCheck] = [
     team_quotas_fit_the_task_pool,
     pgbouncer_pools_fit_the_database,
@@ -295,4 +353,5 @@ CROSS_CHECKS: list[CrossCheck] = [
     pods_use_labels_and_taints_of_the_pools,
     rendered_teams_match_the_registry,
     team_pools_fit_quotas_and_parallelism,
+    replicated_components_survive_a_node,
 ]
