@@ -170,3 +170,64 @@ def test_an_upgrade_keeps_airflows_keys(installed: tuple[Path, Path]) -> None:
         after["scheduler annotations"]["checksum/airflow-config"]
         != before["scheduler annotations"]["checksum/airflow-config"]
     ), "the changed value did not reach the cluster: the test proves nothing"
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_the_platform_image_is_built_from_the_render_and_runs_on_the_task_node(
+    installed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from ariel_airflow.pins import airflow_pin
+
+    kubeconfig, out = installed
+    state = kubeconfig.parent
+    loaded = run_ariel(
+        "platform", "cluster", "load-images", "--rendered", str(out), "--state-dir", str(state)
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    image = yaml.safe_load((out / "values.yaml").read_text())["images"]["airflow"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "platform-image", "namespace": "airflow-demo"},
+        "spec": {
+            "restartPolicy": "Never",
+            "nodeSelector": {"ariel.io/pool": "airflow-tasks"},
+            "tolerations": [
+                {
+                    "key": "ariel.io/pool",
+                    "operator": "Equal",
+                    "value": "airflow-tasks",
+                    "effect": "NoSchedule",
+                }
+            ],
+            "containers": [
+                {
+                    "name": "base",
+                    "image": f"{image['repository']}:{image['tag']}",
+                    "imagePullPolicy": "Never",  # it came from the node's containerd or nowhere
+                    "args": [
+                        "python",
+                        "-c",
+                        "import airflow, ariel_airflow.policies; print(airflow.__version__)",
+                    ],
+                }
+            ],
+        },
+    }
+    kubectl = program("kubectl")
+    manifest = tmp_path / "pod.json"
+    manifest.write_text(json.dumps(pod))
+    run(kubectl, "apply", "-f", str(manifest), kubeconfig=kubeconfig)
+    run(
+        kubectl,
+        "-n",
+        "airflow-demo",
+        "wait",
+        "pod/platform-image",
+        "--for=jsonpath={.status.phase}=Succeeded",
+        "--timeout=300s",
+        kubeconfig=kubeconfig,
+    )
+    logs = run(kubectl, "-n", "airflow-demo", "logs", "platform-image", kubeconfig=kubeconfig)
+    assert logs.strip() == airflow_pin()

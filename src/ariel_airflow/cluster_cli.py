@@ -88,6 +88,28 @@ def cluster_down(
         out.print(f"stopped and removed: {', '.join(undone)}")
 
 
+@cluster_app.command("load-images")
+def cluster_load_images(
+    rendered: Annotated[
+        Path, typer.Option("--rendered", help="What `ariel platform render local --out DIR` wrote.")
+    ],
+    state_dir: StateDir = None,
+    platform_dir: PlatformDir = KIT_ROOT / "platform",
+) -> None:
+    """Build the platform's Airflow image from the render's image/ context and load it into every
+    node (no registry: the chart's pods find it there)."""
+    from ariel_airflow.cluster.image import build_platform_image
+    from ariel_airflow.cluster.render import VALUES_FILE, read_values
+    from ariel_airflow.localkube.images import load_images
+
+    cluster = _cluster(state_dir, platform_dir)
+    image = read_values(rendered / VALUES_FILE)["images"]["airflow"]
+    progress = Progress()
+    tag = build_platform_image(rendered / "image", f"{image['repository']}:{image['tag']}", progress)
+    with progress.step(f"loading {tag} into {len(cluster.layout.nodes)} nodes", "image loaded"):
+        load_images([tag], cluster.layout.nodes, cluster.layout.state / "images", replace=True)
+
+
 @cluster_app.command("status")
 def cluster_status(
     state_dir: StateDir = None, platform_dir: PlatformDir = KIT_ROOT / "platform", as_json: AsJson = False

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ariel_airflow.cluster.environments import Environment
 from ariel_airflow.localdev.assets import assets_dir
-from ariel_airflow.localdev.images import PLATFORM_TARGET, BuildSettings, airflow_requirements
+from ariel_airflow.localdev.images import PLATFORM_TARGET, BuildSettings, airflow_requirements, build_image
+from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.template import KIT_ROOT
 
 DOCKERFILE = "airflow.Dockerfile"
@@ -49,3 +50,15 @@ def build_command(out: Path, env: Environment, settings: BuildSettings) -> str:
         f"--build-arg BASE_IMAGE={settings.base_image} --build-arg PIP_INDEX_URL={settings.index_url} "
         f"--tag {env.image.repository}:{env.image.tag} {out}"
     )
+
+
+def build_platform_image(context: Path, tag: str, progress: Progress) -> str:
+    """Build the platform image from render's ``image/`` context as ``tag`` (Docker's layer cache
+    makes an unchanged context quick); ``tag``."""
+    from ariel_airflow.localdev.docker_tools import docker_client
+
+    settings = BuildSettings.from_env()
+    args = {"BASE_IMAGE": settings.base_image, "PIP_INDEX_URL": settings.index_url}
+    with progress.step(f"building the platform image {tag}", f"image {tag} built"):
+        build_image(docker_client(), context, DOCKERFILE, tag, args, progress, PLATFORM_TARGET)
+    return tag

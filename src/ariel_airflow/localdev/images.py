@@ -98,7 +98,7 @@ def ensure_images(
             continue
         with progress.step(f"building image {tag} on {settings.base_image}", f"image {tag} built"):
             target = LOCAL_TARGET if name == "airflow" else None
-            _build(client, context, f"{name}.Dockerfile", tag, build_args, progress, target)
+            build_image(client, context, f"{name}.Dockerfile", tag, build_args, progress, target)
     return tags
 
 
@@ -148,7 +148,7 @@ def _exists(client: docker.DockerClient, tag: str) -> bool:
     return True
 
 
-def _build(
+def build_image(
     client: docker.DockerClient,
     context: Path,
     dockerfile: str,

@@ -26,8 +26,9 @@ from ariel_airflow.localkube.parts import KUBERNETES, PAUSE_SOURCE, TOOLS_MODULE
 
 CACHE_ENV_VAR = "ARIEL_CLUSTER_CACHE"
 BUILD_RECORD = "build.json"
-# Static binaries (CGO_ENABLED=0): no libc to match on the node.
-GO_BUILD = ["go", "build", "-trimpath"]
+# Static binaries (CGO_ENABLED=0): no libc to match on the node. No VCS stamp: the tools modules sit
+# in the kit's checkout, whose commits do not change what is built.
+GO_BUILD = ["go", "build", "-trimpath", "-buildvcs=false"]
 
 
 def cache_dir() -> Path:

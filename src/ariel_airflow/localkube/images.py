@@ -32,12 +32,13 @@ def build_program_image(tag: str, program: Path, *, entrypoint: str) -> None:
         client.images.build(path=context, tag=tag, rm=True)
 
 
-def load_images(tags: list[str], nodes: tuple[Node, ...], workdir: Path) -> None:
-    """``docker save`` the images once, import them into every node that lacks one."""
+def load_images(tags: list[str], nodes: tuple[Node, ...], workdir: Path, *, replace: bool = False) -> None:
+    """``docker save`` the images once, import them into every node that lacks one (with
+    ``replace``, into every node: a rebuilt image keeps its tag)."""
     client = docker_client()
     workdir.mkdir(parents=True, exist_ok=True)
     for tag in tags:
-        missing = [node for node in nodes if tag not in node_images(node)]
+        missing = [node for node in nodes if replace or tag not in node_images(node)]
         if not missing:
             continue
         archive = workdir / (tag.replace("/", "_").replace(":", "_") + ".tar")
