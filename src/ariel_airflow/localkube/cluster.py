@@ -337,7 +337,7 @@ class LocalCluster:
             undone += [f"mount {point}" for point in host.unmount_under([layout.state])]
             record = host.HostRecord.load(layout.host_record)
             if record is not None:
-                undone += host.restore(record)
+                undone += host.restore(record, [node.bridge for node in layout.nodes])
                 layout.host_record.unlink()
             host.remove_cgroups(cgroups)
         if purge:

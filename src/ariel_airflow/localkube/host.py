@@ -76,6 +76,16 @@ def link_names() -> set[str]:
     return {path.name for path in Path("/sys/class/net").iterdir()}
 
 
+def cluster_links(bridges: list[str]) -> set[str]:
+    """The nodes' bridges and the pods' veths attached to them."""
+    found = {name for name in bridges if (Path("/sys/class/net") / name).exists()}
+    for link in Path("/sys/class/net").iterdir():
+        master = link / "master"
+        if master.exists() and master.resolve().name in bridges:
+            found.add(link.name)
+    return found
+
+
 def _netns_names() -> set[str]:
     return {entry.name for folder in NETNS_DIRS if folder.is_dir() for entry in folder.iterdir()}
 
@@ -146,8 +156,10 @@ def unmount_under(paths: list[Path]) -> list[str]:
     return points
 
 
-def restore(record: HostRecord) -> list[str]:
-    """Undo what was made since ``record``: network namespaces, links, iptables, sysctls."""
+def restore(record: HostRecord, bridges: list[str]) -> list[str]:
+    """Undo what the cluster made since ``record``: network namespaces, its bridges and the veths on
+    them, iptables rules and chains, sysctls. Another program's devices (a Docker network made
+    meanwhile) stay."""
     undone = []
     for folder in NETNS_DIRS:
         if not folder.is_dir():
@@ -158,7 +170,7 @@ def restore(record: HostRecord) -> list[str]:
                 with contextlib.suppress(OSError):
                     entry.unlink()
                 undone.append(f"netns {entry.name}")
-    for name in sorted(link_names() - set(record.links)):
+    for name in sorted(cluster_links(bridges) - set(record.links)):
         result = subprocess.run(["ip", "link", "delete", name], capture_output=True)
         if result.returncode == 0:
             undone.append(f"link {name}")
