@@ -159,6 +159,7 @@ def test_effective_values_bundle_each_registered_team(platform_dir: Path, tmp_pa
     assert alpha["kwargs"] == {
         "repo_url": "https://dev.azure.com/example/airflow/_git/team-alpha",
         "tracking_ref": "release",
+        "git_conn_id": "git_alpha",
     }
     namespaces = values["config"]["kubernetes_executor"]["multi_namespace_mode_namespace_list"]
     assert sorted(namespaces.split(",")) == ["airflow-alpha", "airflow-demo"]
