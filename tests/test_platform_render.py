@@ -421,14 +421,3 @@ def test_two_renders_are_byte_identical_and_hold_no_generated_secret(
     env = pod_spec(first, "scheduler")["containers"][0]["env"]
     jwt = next(item for item in env if item["name"] == "AIRFLOW__API_AUTH__JWT_SECRET")
     assert jwt["valueFrom"]["secretKeyRef"] == {"name": "airflow-jwt-secret", "key": "jwt-secret"}
-
-
-def test_each_teams_bundle_clones_with_the_teams_own_git_connection(
-    platform_dir: Path, tmp_path: Path
-) -> None:
-    values = load(render_chart(platform_dir, tmp_path / "out") / "values.yaml")
-    bundles = json.loads(values["config"]["dag_processor"]["dag_bundle_config_list"])
-    assert {bundle["name"]: bundle["kwargs"]["git_conn_id"] for bundle in bundles} == {
-        "alpha": "git_alpha",
-        "demo": "git_demo",
-    }
