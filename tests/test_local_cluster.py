@@ -234,13 +234,13 @@ def test_down_stops_everything_and_leaves_nothing_behind(
     assert during["links"] - before["links"], "the cluster made no network device: nothing was tested"
     assert during["mounts"] - before["mounts"] and during["processes"] - before["processes"]
     # A device another program made while the cluster ran (a Docker network, say) is not the cluster's.
-    subprocess.run(["ip", "link", "add", "not-the-clusters", "type", "dummy"], check=True)
+    subprocess.run(["ip", "link", "add", "notours0", "type", "veth", "peer", "name", "notours1"], check=True)
     try:
         result = run_ariel("platform", "cluster", "down", "--state-dir", str(state), "--json")
         assert result.returncode == 0, result.stderr
-        assert Path("/sys/class/net/not-the-clusters").exists(), "down removed a device it did not make"
+        assert Path("/sys/class/net/notours0").exists(), "down removed a device it did not make"
     finally:
-        subprocess.run(["ip", "link", "delete", "not-the-clusters"], capture_output=True)
+        subprocess.run(["ip", "link", "delete", "notours0"], capture_output=True)
     after = host_snapshot()
     for kind in after:
         assert after[kind] - before[kind] == set(), kind

@@ -52,7 +52,7 @@ def test_the_platform_image_runs_airflow_with_the_kit_as_the_chart_expects(image
     script = (
         "import os, airflow, ariel_airflow.policies\n"
         "import airflow.providers.cncf.kubernetes, airflow.providers.microsoft.azure\n"
-        "import airflow.providers.git, airflow.providers.postgres\n"
+        "import airflow.providers.git, airflow.providers.postgres, airflow.providers.fab\n"
         "print(airflow.__version__, os.getuid(), os.getgid())\n"
     )
     # As the chart runs it: its args through the image's /entrypoint, as uid 50000, gid 0.

@@ -420,3 +420,36 @@ def test_two_renders_are_byte_identical_and_hold_no_generated_secret(
     env = pod_spec(first, "scheduler")["containers"][0]["env"]
     jwt = next(item for item in env if item["name"] == "AIRFLOW__API_AUTH__JWT_SECRET")
     assert jwt["valueFrom"]["secretKeyRef"] == {"name": "airflow-jwt-secret", "key": "jwt-secret"}
+
+
+def test_people_sign_in_with_entra_id_through_fab(platform_dir: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    out = render_chart(platform_dir, tmp_path / "out")
+    cfg = load(out / "chart" / "configmap-airflow-config.yaml")["data"]["airflow.cfg"]
+    assert "auth_manager = airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager" in cfg
+    config = load(out / "chart" / "configmap-airflow-api-server-config.yaml")["data"]["webserver_config.py"]
+    container = pod_spec(out, "api-server")["containers"][0]
+    assert any(m.get("subPath") == "webserver_config.py" for m in container["volumeMounts"])
+    env = {item["name"]: item for item in container["env"]}
+    prod = load_environment("prod", platform_dir)
+    assert env["ARIEL_ENTRA_TENANT_ID"]["value"] == prod.sign_in.tenant_id
+    assert (
+        env["ARIEL_ENTRA_CLIENT_SECRET"]["valueFrom"]["secretKeyRef"]["name"]
+        == prod.sign_in.client_secret_secret
+    )
+    # What FAB reads from it, with the environment the api-server has (the secret: any value).
+    for name in ("ARIEL_ENTRA_TENANT_ID", "ARIEL_ENTRA_CLIENT_ID"):
+        monkeypatch.setenv(name, env[name]["value"])
+    monkeypatch.setenv("ARIEL_ENTRA_CLIENT_SECRET", "from-the-secret")
+    settings: dict[str, Any] = {}
+    exec(compile(config, "webserver_config.py", "exec"), settings)
+    from flask_appbuilder.security.manager import AUTH_OAUTH
+
+    assert settings["AUTH_TYPE"] == AUTH_OAUTH
+    (azure,) = settings["OAUTH_PROVIDERS"]
+    app = azure["remote_app"]
+    assert app["client_id"] == prod.sign_in.client_id and app["client_secret"] == "from-the-secret"
+    assert (
+        app["access_token_url"]
+        == f"https://login.microsoftonline.com/{prod.sign_in.tenant_id}/oauth2/v2.0/token"
+    )
+    assert settings["AUTH_ROLES_MAPPING"]["Airflow.Admin"] == ["Admin"]

@@ -150,6 +150,15 @@ class PlatformIdentity(Strict):
     client_id: ClientId
 
 
+class SignIn(Strict):
+    """How people sign in: an Entra ID app registration (platform/config/webserver_config.py)."""
+
+    tenant_id: ClientId
+    client_id: ClientId
+    # The Secret (in the release's namespace) holding the app registration's client secret.
+    client_secret_secret: str = "airflow-entra-sign-in"
+
+
 class Image(Strict):
     repository: str
     tag: str
@@ -191,6 +200,7 @@ class Environment(Strict):
     image: Image
     chart: Chart
     platform_identity: PlatformIdentity
+    sign_in: SignIn
     network_plugin: NetworkPlugin = "azure-cni-overlay"  # AKS's default for new clusters
     # Every replicated component keeps a replica through the loss or drain of one node (validate).
     high_availability: bool = False

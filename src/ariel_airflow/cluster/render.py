@@ -42,6 +42,10 @@ RENDERED_TEAMS_DIR = "teams"
 RELEASE = "airflow"
 NAMESPACE = "airflow"
 GIT_BUNDLE = "airflow.providers.git.bundles.git.GitDagBundle"
+# People sign in with Entra ID through FAB's OAuth (docs/platform.md says why FAB).
+FAB_AUTH_MANAGER = "airflow.providers.fab.auth_manager.fab_auth_manager.FabAuthManager"
+CONFIG_DIR = "config"
+WEBSERVER_CONFIG = "webserver_config.py"
 WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 # The chart's components that run as the platform's managed identity (workload identity);
 # PgBouncer's for its token-refresher sidecar (ariel_airflow.pgbouncer_token).
@@ -133,16 +137,19 @@ def effective_values(
         for entry in registry.values()
     ]
     identity = {"annotations": {WORKLOAD_IDENTITY_CLIENT_ID: env.platform_identity.client_id}}
+    identity_values = {component: {"serviceAccount": identity} for component in PLATFORM_IDENTITY_COMPONENTS}
     computed = {
         **platform_secrets.chart_values(),
-        **{component: {"serviceAccount": identity} for component in PLATFORM_IDENTITY_COMPONENTS},
+        **identity_values,
         "airflowVersion": airflow_pin(),  # the chart adapts its templates to the Airflow version
         # The cluster policies, from their one home: the chart mounts this file into every component
         # (left unset, it mounts an empty one and no policy runs on the cluster).
         "airflowLocalSettings": local_settings_source(),
+        "apiServer": {**identity_values["apiServer"], **sign_in_values(env, platform_dir)},
         "images": {"airflow": {"repository": env.image.repository, "tag": env.image.tag}},
         "data": {"metadataConnection": {"host": env.database.host, "db": env.database.database}},
         "config": {
+            "core": {"auth_manager": FAB_AUTH_MANAGER},
             "secrets": {"backend_kwargs": json.dumps({"vault_url": env.key_vault.url})},
             "dag_processor": {"dag_bundle_config_list": json.dumps(bundles)},
             "kubernetes_executor": {
@@ -156,6 +163,21 @@ def effective_values(
         computed["dagProcessor"] = {**computed["dagProcessor"], "replicas": 0}
     team_pools = pools.team_pools(registry, load_profiles(platform_dir / PROFILES_FILE))
     return merge(merge(values, computed), pools.chart_values(team_pools))
+
+
+def sign_in_values(env: Environment, platform_dir: Path) -> dict[str, Any]:
+    """The api-server's sign-in: FAB's OAuth with Entra ID (platform/config/webserver_config.py, its
+    one home), the app registration's ids, and its client secret from the Secret the environment names."""
+    sign_in = env.sign_in
+    secret = {"secretKeyRef": {"name": sign_in.client_secret_secret, "key": "client-secret"}}
+    return {
+        "apiServerConfig": (platform_dir / CONFIG_DIR / WEBSERVER_CONFIG).read_text(),
+        "env": [
+            {"name": "ARIEL_ENTRA_TENANT_ID", "value": sign_in.tenant_id},
+            {"name": "ARIEL_ENTRA_CLIENT_ID", "value": sign_in.client_id},
+            {"name": "ARIEL_ENTRA_CLIENT_SECRET", "valueFrom": secret},
+        ],
+    }
 
 
 def schema_problems(chart: Any, values: dict[str, Any]) -> list[str]:
