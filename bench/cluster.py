@@ -5,7 +5,12 @@ Prints, for this machine:
   nothing (a fresh parts cache and a fresh Go build cache, as on a new CI machine: ~15 minutes);
 - `cluster up` to every node Ready and cluster DNS serving, with the parts cached;
 - the cluster's memory (PSS) once up and idle: control plane, node agents, and the pods' containers;
-- `cluster down`, and whether it left anything behind.
+- the platform's release installed there as the README says (render, bootstrap-secrets, `helm
+  upgrade --install --no-hooks`), and the platform image built from the render and loaded into
+  the nodes (`load-images`, Docker's layer cache as this machine has it);
+- `cluster down`.
+Not yet measured, because the local environment cannot run Airflow yet (no database, no Azure
+stand-ins): deploy to every Deployment Ready, and the first DAG run on the KubernetesExecutor.
 The last line printed is one JSON object with the figures.
 
     python bench/cluster.py [--cold] [--state-dir /tmp/k8s-bench]
@@ -68,6 +73,33 @@ def cluster_pss(state: Path) -> dict[str, float]:
     return dict(sorted(groups.items()))
 
 
+def deploy(state: Path) -> dict[str, float]:
+    """The README's deploy sequence on the running cluster, and the platform image into its nodes."""
+    status = json.loads(ariel("status", "--state-dir", str(state), "--json")[1])
+    out = state / "render"
+    env = {"KUBECONFIG": status["kubeconfig"]}
+    start = time.perf_counter()
+    for args in (["render", "local", "--out", str(out)], ["bootstrap-secrets"]):
+        subprocess.run(
+            [sys.executable, "-m", "ariel_airflow", "platform", *args],
+            check=True,
+            capture_output=True,
+            env={**os.environ, **env},
+        )
+    helm = Path(status["bin"]) / "helm"
+    subprocess.run(
+        [str(helm), "upgrade", "--install", "airflow", str(out / "release"), "-n", "airflow", "--no-hooks"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, **env},
+    )
+    installed = time.perf_counter() - start
+    print(f"release rendered and installed (no hooks): {installed:.1f}s")
+    seconds, _ = ariel("load-images", "--rendered", str(out), "--state-dir", str(state))
+    print(f"platform image built from the render and loaded into the nodes: {seconds:.0f}s")
+    return {"release_installed_s": round(installed, 1), "load_images_s": round(seconds)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cold", action="store_true", help="also time a build from nothing (~15 min)")
@@ -99,6 +131,7 @@ def main() -> None:
         for name, mib in pss.items():
             print(f"  {mib:7.0f} MiB  {name}")
         print(f"  {sum(pss.values()):7.0f} MiB  cluster, idle (PSS)")
+        figures.update(deploy(state))
     finally:
         seconds, out = ariel("down", "--purge", "--state-dir", str(state), "--json")
         figures["down_s"] = round(seconds, 1)
