@@ -393,7 +393,7 @@ def render_in_memory(
         chart_objects = render_chart(loaded, values)
     processors: list[dict[str, Any]] = []
     if env.dag_processor_per_team:
-        replicas = file_values(env_name, platform_dir)["dagProcessor"].get("replicas", 1)
+        replicas = file_values(env_name, platform_dir).get("dagProcessor", {}).get("replicas", 1)
         processors = per_team(chart_objects, [entry.team for entry in registry.values()], replicas)
 
     scheduler_account = values["scheduler"]["serviceAccount"]["name"]
