@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import fnmatch
+import ipaddress
 import socket
 import ssl
 import threading
@@ -31,6 +32,7 @@ class TestCA:
 
     def __init__(self, folder: Path) -> None:
         self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
         self._key = ec.generate_private_key(ec.SECP256R1())
         self._name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Azure stand-ins test CA")])
         cert = (
@@ -56,13 +58,17 @@ class TestCA:
         self.ca_file = self.folder / "standin-ca.pem"
         self.ca_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    def server_context(self, host: str) -> ssl.SSLContext:
-        """A TLS server context with a certificate for ``host`` (a wildcard like ``*.vault.azure.net``
-        serves every vault, as Azure's own certificate does)."""
+    def issue(self, host: str) -> tuple[Path, Path]:
+        """A server certificate for ``host`` (a name, a wildcard like ``*.vault.azure.net`` as Azure's
+        own, or an IP address) and its key: their PEM files."""
         key = ec.generate_private_key(ec.SECP256R1())
+        try:
+            alt_name: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
+        except ValueError:
+            alt_name = x509.DNSName(host)
         cert = (
             _builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]), key.public_key(), self._name)
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), critical=False)
+            .add_extension(x509.SubjectAlternativeName([alt_name]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .add_extension(
@@ -71,15 +77,20 @@ class TestCA:
             .sign(self._key, hashes.SHA256())
         )
         stem = self.folder / host.replace("*", "wildcard")
-        cert_file, key_file = stem.with_suffix(".pem"), stem.with_suffix(".key")
+        cert_file, key_file = Path(f"{stem}.pem"), Path(f"{stem}.key")
         cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         key_file.write_bytes(
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
         )
+        key_file.chmod(0o600)
+        return cert_file, key_file
+
+    def server_context(self, host: str) -> ssl.SSLContext:
+        """A TLS server context with a certificate for ``host`` (see ``issue``)."""
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert_file, key_file)
+        context.load_cert_chain(*self.issue(host))
         return context
 
 

@@ -14,6 +14,7 @@ import psycopg
 import pytest
 from azure.core.credentials import AccessToken
 from rotating_credential import RotatingRolePassword
+from standin_network import TestCA
 
 from ariel_airflow import entra
 from ariel_airflow.localdev.binaries import unprivileged_user
@@ -27,18 +28,26 @@ from ariel_airflow.localdev.scratch import (
 )
 from ariel_airflow.pgbouncer_token import (
     ADMIN_USER,
+    CLIENT_TLS_CERT,
+    CLIENT_TLS_KEY,
     MAX_PASSWORD_BYTES,
     Refresher,
     TokenTooLong,
     pgbouncer_ini,
+    self_signed_certificate,
     users_file,
 )
 
 pytestmark = pytest.mark.postgres
 
 ROLE = "airflow_mi"  # the managed identity's role: PgBouncer's server-side user
-CLIENT, CLIENT_PASSWORD = "airflow", "static-client-password"  # the chart's metadataConnection
-# As the chart writes it (templates/_helpers.yaml "pgbouncer_config"), on loopback.
+CLIENT, CLIENT_PASSWORD = "airflow", "static client/password"  # the metadata Secret's login
+# The metadata Secret's connection string (ariel_airflow.cluster.platform_secrets), mounted as a file.
+CLIENT_CONNECTION = (
+    "postgresql://airflow:static%20client%2Fpassword@airflow-pgbouncer.airflow:6543/airflow-metadata"
+)
+# As the chart writes it (templates/_helpers.yaml "pgbouncer_config") with the platform's values
+# (server TLS verified against a CA file), on loopback.
 CHART_INI = """\
 [databases]
 airflow = host=127.0.0.1 dbname=airflow port={pg_port} pool_size=5
@@ -52,7 +61,32 @@ auth_file = /etc/pgbouncer/users.txt
 stats_users = airflow
 ignore_startup_parameters = extra_float_digits
 max_client_conn = 200
+server_tls_sslmode = verify-full
+server_tls_ca_file = {ca_file}
 """
+# What the chart writes into its users file when the password lives in a Secret: none.
+CHART_USERS = '"airflow" ""\n'
+
+
+def tls_postgres(ca: TestCA) -> dict[str, str]:
+    """Settings of a Postgres serving a certificate from ``ca`` for 127.0.0.1, as Azure serves one
+    from a public CA for its host name."""
+    cert, key = ca.issue(HOST)
+    if user := unprivileged_user():  # Postgres reads its key as the user it runs as
+        for path in (cert, key):
+            shutil.chown(path, user)
+    return {"ssl": "on", "ssl_cert_file": str(cert), "ssl_key_file": str(key)}
+
+
+def token_role(pg: object, password: str | None = None) -> None:
+    """The managed identity's role, which (as on Azure) logs in with a cleartext password over TLS only."""
+    hba = pg.folder / "data" / "pg_hba.conf"
+    hba.write_text(f"hostssl all {ROLE} {HOST}/32 password\nhost all {ROLE} all reject\n" + hba.read_text())
+    with pg.connect(autocommit=True) as admin:
+        admin.execute("SELECT pg_reload_conf()")
+        secret = f"'{password}'" if password else "NULL"
+        admin.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD {secret}")
+        admin.execute(f"CREATE DATABASE airflow OWNER {ROLE}")
 
 
 POOL_SIZE = 5  # the chart's [databases] pool_size, as in CHART_INI
@@ -87,30 +121,31 @@ def settled(console: psycopg.Connection, replaced: set[int], timeout: float = 30
 def test_clients_never_fail_while_the_server_password_rotates(workdir: Path) -> None:
     token_dir = workdir / "token"  # the emptyDir shared by PgBouncer and the refresher
     token_dir.mkdir()
-    for name in ("users.txt", "pgbouncer.ini"):  # PgBouncer's user must read what root writes
+    # PgBouncer's user must read what root writes (in the pod both run as one user).
+    for name in ("users.txt", "pgbouncer.ini", CLIENT_TLS_CERT, CLIENT_TLS_KEY):
         (token_dir / name).touch()
         if user := unprivileged_user():
             shutil.chown(token_dir / name, user)
     chart = workdir / "chart-config"  # the chart's config secret
     chart.mkdir()
-    (chart / "users.txt").write_text(f'"{CLIENT}" "{CLIENT_PASSWORD}"\n')
+    (chart / "users.txt").write_text(CHART_USERS)
+    clients = workdir / "metadata-connection"  # the metadata Secret, mounted
+    clients.write_text(CLIENT_CONNECTION)
     port = free_port()
-    with scratch_postgres() as pg:
+    ca = TestCA(workdir)
+    with scratch_postgres(settings=tls_postgres(ca)) as pg:
         # Azure Postgres takes an Entra token as a cleartext password (over TLS): so does this role.
-        hba = pg.folder / "data" / "pg_hba.conf"
-        hba.write_text(f"host all {ROLE} {HOST}/32 password\n" + hba.read_text())
-        with pg.connect(autocommit=True) as admin:
-            admin.execute("SELECT pg_reload_conf()")
-            admin.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD NULL")
-            admin.execute(f"CREATE DATABASE airflow OWNER {ROLE}")
+        token_role(pg)
         admin_dsn = f"host={HOST} port={pg.port} dbname=postgres user={SUPERUSER} password={pg.password}"
         # Tokens as long as PgBouncer takes; each one already inside the cache's refresh margin, so
         # every refresh() below is a rotation, at the test's pace.
         credential = RotatingRolePassword(
             admin_dsn, ROLE, lifetime=entra.REFRESH_MARGIN_SECONDS, length=MAX_PASSWORD_BYTES
         )
-        (chart / "pgbouncer.ini").write_text(CHART_INI.format(pg_port=pg.port, port=port))
-        refresher = Refresher(entra.TokenCache(credential), ROLE, chart, token_dir, port=port)
+        (chart / "pgbouncer.ini").write_text(CHART_INI.format(pg_port=pg.port, port=port, ca_file=ca.ca_file))
+        refresher = Refresher(
+            entra.TokenCache(credential), ROLE, chart, token_dir, clients=clients, port=port
+        )
         refresher.write()  # before PgBouncer starts, as in the pod
         with run_pgbouncer(token_dir / "pgbouncer.ini", port) as bouncer:
             counts = {"ok": 0, "failed": 0}
@@ -127,6 +162,7 @@ def test_clients_never_fail_while_the_server_password_rotates(workdir: Path) -> 
                             dbname="airflow",
                             user=CLIENT,
                             password=CLIENT_PASSWORD,
+                            sslmode="require",
                             prepare_threshold=None,
                             connect_timeout=10,
                         ) as conn:
@@ -147,9 +183,20 @@ def test_clients_never_fail_while_the_server_password_rotates(workdir: Path) -> 
                 dbname="pgbouncer",
                 user=ADMIN_USER,
                 password=refresher.admin_password,
+                sslmode="require",
                 autocommit=True,
                 cursor_factory=psycopg.ClientCursor,  # the admin console speaks only simple queries
             ) as console:
+                with pytest.raises(psycopg.OperationalError):  # clients without TLS are refused
+                    psycopg.connect(
+                        host=HOST,
+                        port=bouncer.port,
+                        dbname="airflow",
+                        user=CLIENT,
+                        password=CLIENT_PASSWORD,
+                        sslmode="disable",
+                        connect_timeout=10,
+                    )
                 try:
                     servers = settled(console, set())
                     for _ in range(ROTATIONS):
@@ -157,13 +204,10 @@ def test_clients_never_fail_while_the_server_password_rotates(workdir: Path) -> 
                         # previous one stops working at once, stricter than Entra), the ini is
                         # rewritten, PgBouncer reloads.
                         assert refresher.refresh()
-                        # RELOAD with only the password changed keeps the server connections.
-                        assert pool_state(console)[0] == servers
-                        # In production they are replaced when server_lifetime or server_idle_timeout
-                        # ends them, at any time, while Entra keeps the previous token valid. Here the
-                        # previous password is dead, so the test replaces them itself, after the
-                        # RELOAD: every new login must be made with the new token.
-                        console.execute("RECONNECT airflow")
+                        # RELOAD with server TLS marks the open server connections close_needed
+                        # (PgBouncer 1.18 sets its TLS up anew on every RELOAD): each closes when its
+                        # client releases it, and every new login must be made with the new token
+                        # (the previous password is dead here, stricter than Entra).
                         servers = settled(console, servers)
                 finally:
                     stop.set()
@@ -179,22 +223,23 @@ def test_clients_never_fail_while_the_server_password_rotates(workdir: Path) -> 
 
 
 @pytest.mark.parametrize(("length", "logs_in"), [(MAX_PASSWORD_BYTES, True), (MAX_PASSWORD_BYTES + 1, False)])
-def test_pgbouncer_takes_a_cleartext_password_up_to_the_limit(length: int, logs_in: bool) -> None:
+def test_pgbouncer_takes_a_cleartext_password_up_to_the_limit(
+    workdir: Path, length: int, logs_in: bool
+) -> None:
     """Why the refresher refuses a longer token: PgBouncer cuts it and the login fails."""
     password = "t" * length
-    with scratch_postgres() as pg:
-        hba = pg.folder / "data" / "pg_hba.conf"
-        hba.write_text(f"host all {ROLE} {HOST}/32 password\n" + hba.read_text())
-        with pg.connect(autocommit=True) as admin:
-            admin.execute("SELECT pg_reload_conf()")
-            admin.execute(f"CREATE ROLE {ROLE} LOGIN PASSWORD '{password}'")
-            admin.execute(f"CREATE DATABASE airflow OWNER {ROLE}")
-        chart_ini = CHART_INI.format(pg_port=pg.port, port="{port}")  # scratch_pgbouncer fills in {port}
-        login = pgbouncer_ini(chart_ini, ROLE, password, Path("{folder}/users.txt"))
-        with scratch_pgbouncer(login, {"users.txt": f'"{CLIENT}" "{CLIENT_PASSWORD}"\n'}) as bouncer:
+    ca = TestCA(workdir)
+    with scratch_postgres(settings=tls_postgres(ca)) as pg:
+        token_role(pg, password)
+        with login_through_pgbouncer(pg, password, ca.ca_file) as bouncer:
             try:
                 with psycopg.connect(
-                    host=HOST, port=bouncer.port, dbname="airflow", user=CLIENT, password=CLIENT_PASSWORD
+                    host=HOST,
+                    port=bouncer.port,
+                    dbname="airflow",
+                    user=CLIENT,
+                    password=CLIENT_PASSWORD,
+                    sslmode="require",
                 ) as conn:
                     conn.execute("SELECT 1")
                 logged_in = True
@@ -202,6 +247,72 @@ def test_pgbouncer_takes_a_cleartext_password_up_to_the_limit(length: int, logs_
                 assert "password authentication failed" in str(exc)
                 logged_in = False
     assert logged_in == logs_in
+
+
+def login_through_pgbouncer(pg: object, token: str, ca_file: Path) -> object:
+    """A PgBouncer on the refresher's config, as in the pod: the token and the client TLS files."""
+    chart_ini = CHART_INI.format(pg_port=pg.port, port="{port}", ca_file=ca_file)  # scratch_pgbouncer: {port}
+    ini = pgbouncer_ini(chart_ini, ROLE, token, Path("{folder}"))
+    cert, key = self_signed_certificate("pgbouncer")
+    files = {
+        "users.txt": f'"{CLIENT}" "{CLIENT_PASSWORD}"\n',
+        CLIENT_TLS_CERT: cert.decode(),
+        CLIENT_TLS_KEY: key.decode(),
+    }
+    return scratch_pgbouncer(ini, files)
+
+
+@pytest.mark.parametrize("signed_by_the_trusted_ca", [True, False])
+def test_pgbouncer_logs_in_only_to_a_server_its_ca_file_vouches_for(
+    workdir: Path, signed_by_the_trusted_ca: bool
+) -> None:
+    """The token goes to Azure as a cleartext password: verify-full refuses a server whose
+    certificate does not chain to the CA file (a man in the middle would read the token)."""
+    server_ca, other_ca = TestCA(workdir / "server"), TestCA(workdir / "other")
+    trusted = server_ca if signed_by_the_trusted_ca else other_ca
+    with scratch_postgres(settings=tls_postgres(server_ca)) as pg:
+        token_role(pg, "the-token")
+        with login_through_pgbouncer(pg, "the-token", trusted.ca_file) as bouncer:
+            try:
+                with psycopg.connect(
+                    host=HOST,
+                    port=bouncer.port,
+                    dbname="airflow",
+                    user=CLIENT,
+                    password=CLIENT_PASSWORD,
+                    sslmode="require",
+                    connect_timeout=10,
+                ) as conn:
+                    conn.execute("SELECT 1")
+                logged_in = True
+            except psycopg.OperationalError:
+                logged_in = False
+            log = bouncer.log.read_text()
+    assert logged_in == signed_by_the_trusted_ca, log[-2000:]
+    if not signed_by_the_trusted_ca:
+        assert "certificate verify failed" in log, log[-2000:]
+
+
+def test_the_clients_login_comes_from_the_metadata_secrets_connection(tmp_path: Path) -> None:
+    (tmp_path / "users.txt").write_text(CHART_USERS)
+    (tmp_path / "pgbouncer.ini").write_text(CHART_INI)
+    (tmp_path / "connection").write_text(CLIENT_CONNECTION + "\n")  # a Secret's file may end in a newline
+    (tmp_path / "out").mkdir()
+
+    class Token:
+        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            return AccessToken("tok", int(time.time()) + 3600)
+
+    refresher = Refresher(
+        entra.TokenCache(Token()), ROLE, tmp_path, tmp_path / "out", clients=tmp_path / "connection"
+    )
+    assert refresher.write()
+    users = (tmp_path / "out" / "users.txt").read_text().splitlines()
+    assert f'"{CLIENT}" "{CLIENT_PASSWORD}"' in users
+    assert f'"{CLIENT}" ""' not in users
+    ini = (tmp_path / "out" / "pgbouncer.ini").read_text()
+    assert "client_tls_sslmode = require" in ini
+    assert (tmp_path / "out" / CLIENT_TLS_KEY).stat().st_mode & 0o077 == 0
 
 
 def test_users_file_keeps_the_chart_clients_and_replaces_the_admin_entry() -> None:

@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ariel_airflow.cluster.image import airflow_image
+
 from conftest import CHART, require_docker_daemon, run_ariel
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(1800)]
@@ -185,7 +187,7 @@ def test_the_platform_image_is_built_from_the_render_and_runs_on_the_task_node(
         "platform", "cluster", "load-images", "--rendered", str(out), "--state-dir", str(state)
     )
     assert loaded.returncode == 0, loaded.stderr
-    image = yaml.safe_load((out / "values.yaml").read_text())["images"]["airflow"]
+    image = airflow_image(yaml.safe_load((out / "values.yaml").read_text()))
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -204,7 +206,7 @@ def test_the_platform_image_is_built_from_the_render_and_runs_on_the_task_node(
             "containers": [
                 {
                     "name": "base",
-                    "image": f"{image['repository']}:{image['tag']}",
+                    "image": image,
                     "imagePullPolicy": "Never",  # it came from the node's containerd or nowhere
                     "args": [
                         "python",

@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from ariel_airflow import pgbouncer_token
+from ariel_airflow.cluster import platform_secrets
 from ariel_airflow.cluster.environments import CORE_TAINT, load_environment
 from ariel_airflow.cluster.registry import load_registry
 from ariel_airflow.cluster.render import render
@@ -119,7 +120,7 @@ def test_pgbouncer_runs_on_the_token_refreshers_config(platform_dir: Path, tmp_p
     assert "secret" in volumes["pgbouncer-config"]
     # PgBouncer runs the refreshed ini, the refresher reloads it on PgBouncer's port, as the
     # metadata user's database role, from the platform image (which holds the kit).
-    assert pgbouncer["command"][-1].endswith(f"exec pgbouncer -u nobody {token_dir}/pgbouncer.ini")
+    assert pgbouncer["command"][-1].endswith(f"exec pgbouncer {token_dir}/pgbouncer.ini")
     assert args.port == pgbouncer["ports"][0]["containerPort"]
     values = load(out / "values.yaml")
     assert args.server_user == values["data"]["metadataConnection"]["user"]
@@ -135,9 +136,50 @@ def test_pgbouncer_runs_on_the_token_refreshers_config(platform_dir: Path, tmp_p
     assert account["metadata"]["annotations"] == {
         "azure.workload.identity/client-id": env.platform_identity.client_id
     }
-    # The token goes to Azure as a cleartext password: only over TLS.
+    # The token goes to Azure as a cleartext password: only to a server the image's CAs vouch for.
     secret = load(out / "chart" / "secret-airflow-pgbouncer-config.yaml")
-    assert "server_tls_sslmode = require" in base64.b64decode(secret["data"]["pgbouncer.ini"]).decode()
+    ini = base64.b64decode(secret["data"]["pgbouncer.ini"]).decode()
+    assert "server_tls_sslmode = verify-full" in ini
+    assert "server_tls_ca_file = /etc/ssl/certs/ca-certificates.crt" in ini
+    # The clients' login: the metadata Secret the components use, mounted where --clients says.
+    mount = next(m for m in refresher["volumeMounts"] if str(args.clients).startswith(m["mountPath"] + "/"))
+    assert volumes[mount["name"]]["secret"]["secretName"] == values["data"]["metadataSecretName"]
+    assert args.clients.name == platform_secrets.CONNECTION_KEY
+
+
+def test_every_component_reads_the_metadata_connection_from_the_bootstrapped_secret(
+    platform_dir: Path, tmp_path: Path
+) -> None:
+    """No password in the values (it was an empty --set on every upgrade): the chart renders no
+    metadata Secret and every consumer, PgBouncer's exporter too, reads the one bootstrap makes."""
+    out = render_chart(platform_dir, tmp_path / "out")
+    assert not (out / "chart" / "secret-airflow-metadata.yaml").exists()
+    assert not (out / "chart" / "secret-airflow-pgbouncer-stats.yaml").exists()
+    made = {secret.name: secret for secret in platform_secrets.PLATFORM_SECRETS}
+    keys = made[platform_secrets.METADATA_SECRET].keys("airflow", "airflow")
+    references = 0
+    for path in (out / "chart").glob("deployment-*.yaml"):
+        spec = load(path)["spec"]["template"]["spec"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef", {})
+                if ref.get("name") == platform_secrets.METADATA_SECRET:
+                    assert ref["key"] in keys, (path.name, var)
+                    references += 1
+    assert references >= 5  # scheduler, api-server, triggerer, their init containers, the exporter
+    connection = keys[platform_secrets.CONNECTION_KEY]
+    assert connection.startswith("postgresql://airflow:") and connection.endswith(
+        "@airflow-pgbouncer.airflow:6543/airflow-metadata?sslmode=require"
+    )
+
+
+def test_task_pods_run_the_platform_image(platform_dir: Path, tmp_path: Path) -> None:
+    """The chart's pod template takes the chart's default image, not images.airflow."""
+    out = render_chart(platform_dir, tmp_path / "out")
+    env = load_environment("prod", platform_dir)
+    config = load(out / "chart" / "configmap-airflow-config.yaml")
+    template = yaml.safe_load(config["data"]["pod_template_file.yaml"])
+    assert [c["image"] for c in template["spec"]["containers"]] == [f"{env.image.repository}:{env.image.tag}"]
 
 
 @pytest.mark.parametrize("env", ["dev", "test", "prod"])

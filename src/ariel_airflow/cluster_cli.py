@@ -98,14 +98,15 @@ def cluster_load_images(
 ) -> None:
     """Build the platform's Airflow image from the render's image/ context and load it into every
     node (no registry: the chart's pods find it there)."""
-    from ariel_airflow.cluster.image import build_platform_image
+    from ariel_airflow.cluster.image import airflow_image, build_platform_image
     from ariel_airflow.cluster.render import VALUES_FILE, read_values
     from ariel_airflow.localkube.images import load_images
 
     cluster = _cluster(state_dir, platform_dir)
-    image = read_values(rendered / VALUES_FILE)["images"]["airflow"]
     progress = Progress()
-    tag = build_platform_image(rendered / "image", f"{image['repository']}:{image['tag']}", progress)
+    tag = build_platform_image(
+        rendered / "image", airflow_image(read_values(rendered / VALUES_FILE)), progress
+    )
     with progress.step(f"loading {tag} into {len(cluster.layout.nodes)} nodes", "image loaded"):
         load_images([tag], cluster.layout.nodes, cluster.layout.state / "images", replace=True)
 

@@ -1,24 +1,29 @@
 """PgBouncer's server password for Azure Postgres from Entra tokens: a sidecar of the chart's PgBouncer.
 
-The chart writes PgBouncer a static pgbouncer.ini and users file (its clients' scram passwords).
-This refresher writes copies of both on a volume shared with PgBouncer, which runs on the copy:
-each [databases] entry gains ``user=`` (the managed identity's database role) and ``password=``
-(the current Entra token), and the users file gains this refresher's admin user, whose random
-password lives only there. Clients still authenticate to PgBouncer with scram against the chart's
-entries. After each new token it RELOADs PgBouncer through the admin console.
+The chart writes PgBouncer a static pgbouncer.ini. This refresher writes a copy on a volume shared
+with PgBouncer, which runs on the copy: each [databases] entry gains ``user=`` (the managed
+identity's database role) and ``password=`` (the current Entra token), and [pgbouncer] gains client
+TLS, with a certificate the refresher makes once per pod. The users file it writes holds the
+clients' login, read from the metadata Secret's connection string (``--clients``: the one home of
+that password, ariel_airflow.cluster.platform_secrets), and this refresher's admin user, whose
+random password lives only there. After each new token it RELOADs PgBouncer through the admin
+console.
 
 What RELOAD does with the new token (PgBouncer's src/loader.c, parse_database): an entry whose
 host, port, dbname, user, connect_query or auth_dbname changed is marked dirty and its server
-connections are closed; a changed password alone is not, so open server connections stay and every
-new server login uses the new token. That is what Azure needs: it checks a token only at login, and
-Entra keeps an issued token valid until it expires, while the cache fetches the next one
-REFRESH_MARGIN_SECONDS before that (ariel_airflow.entra). No RECONNECT, no PAUSE: nothing a client
-could see.
+connections are closed; a changed password alone is not, and every new server login uses the new
+token. With server TLS on (verify-full, as the platform runs it), PgBouncer 1.18 sets its TLS up anew
+on every RELOAD and marks the open server connections close_needed: each closes when its client
+releases it, so once per token the pool is renewed, one idle connection at a time. Azure checks a
+token only at login, and Entra keeps an issued token valid until it expires, while the cache
+fetches the next one REFRESH_MARGIN_SECONDS before that (ariel_airflow.entra). No RECONNECT, no
+PAUSE: nothing a client could see (tests/test_pgbouncer_token.py: 20 clients, no failure).
 
 (The token goes on the [databases] line, not into the auth_file: PgBouncer 1.18 keeps a forced
 user's auth_file password across RELOAD, so a rotated one there is never used.)
 
-    python -m ariel_airflow.pgbouncer_token --server-user NAME [--chart-config DIR] [--out DIR]
+    python -m ariel_airflow.pgbouncer_token --server-user NAME [--chart-config DIR] [--clients FILE]
+        [--out DIR]
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import psycopg
 
@@ -49,6 +55,11 @@ MAX_PASSWORD_BYTES = 2047
 # How often to ask the cache for the token: the cache fetches a new one only inside its refresh
 # margin (ariel_airflow.entra), so this just has to be well under that margin.
 CHECK_SECONDS = 30.0
+# Clients must use TLS; `require` is what both ends support without a CA the clients would need to
+# be given: the hop is encrypted, the certificate (made here, per pod) is not checked by clients.
+CLIENT_TLS_SSLMODE = "require"
+CLIENT_TLS_CERT, CLIENT_TLS_KEY = "client-tls.crt", "client-tls.key"
+CLIENT_TLS_NAME = "pgbouncer"
 
 
 class TokenTooLong(ValueError):
@@ -72,21 +83,29 @@ def config_value(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def pgbouncer_ini(chart_ini: str, server_user: str, token: str, auth_file: Path) -> str:
+def pgbouncer_ini(chart_ini: str, server_user: str, token: str, folder: Path) -> str:
     """The chart's pgbouncer.ini logging in to every database as ``server_user`` with ``token``,
-    reading ``auth_file`` and letting ADMIN_USER in to the admin console."""
+    reading the users file in ``folder``, letting ADMIN_USER in to the admin console and taking
+    clients over TLS only, with the certificate in ``folder``."""
     out, section = [], ""
     login = f" user={server_user} password={config_value(token)}"
+    ours = {
+        "auth_file": folder / "users.txt",
+        "admin_users": ADMIN_USER,
+        "client_tls_sslmode": CLIENT_TLS_SSLMODE,
+        "client_tls_cert_file": folder / CLIENT_TLS_CERT,
+        "client_tls_key_file": folder / CLIENT_TLS_KEY,
+    }
     for line in chart_ini.splitlines():
         stripped = line.strip()
         if stripped.startswith("["):
             section = stripped
             out.append(line)
             if section == "[pgbouncer]":
-                out += [f"auth_file = {auth_file}", f"admin_users = {ADMIN_USER}"]
+                out += [f"{key} = {value}" for key, value in ours.items()]
             continue
         key = stripped.split("=", 1)[0].strip()
-        if section == "[pgbouncer]" and key in ("auth_file", "admin_users"):
+        if section == "[pgbouncer]" and key in ours:
             continue  # ours, above
         if section == "[databases]" and "=" in stripped and not stripped.startswith((";", "#")):
             line += login
@@ -94,11 +113,48 @@ def pgbouncer_ini(chart_ini: str, server_user: str, token: str, auth_file: Path)
     return "\n".join(out) + "\n"
 
 
-def write_atomically(path: Path, text: str) -> None:
+def client_login(connection_file: Path) -> dict[str, str]:
+    """The user and password of the connection string in ``connection_file`` (a Secret's key)."""
+    url = urlsplit(connection_file.read_text().strip())
+    if not url.username or url.password is None:
+        raise ValueError(f"{connection_file}: the connection string names no user and password")
+    return {unquote(url.username): unquote(url.password)}
+
+
+def self_signed_certificate(name: str) -> tuple[bytes, bytes]:
+    """A certificate for ``name`` and its key (PEM), valid ten years: PgBouncer's for client TLS."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_atomically(path: Path, text: str | bytes) -> None:
     """Replace ``path`` in one step (PgBouncer never reads half a file), keeping its owner, mode 0600."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".users-")
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    with os.fdopen(fd, "wb") as out:
+        out.write(text.encode() if isinstance(text, str) else text)
     os.chmod(tmp, 0o600)
     if path.exists():
         stat = path.stat()
@@ -112,6 +168,7 @@ class Refresher:
     server_user: str
     chart_config: Path  # the chart's pgbouncer.ini and users.txt (its config secret)
     out: Path  # the volume PgBouncer reads its config from
+    clients: Path | None = None  # the metadata Secret's connection string: the clients' login
     host: str = "127.0.0.1"
     port: int = 6543  # the chart's ports.pgbouncer
     admin_password: str = field(default_factory=lambda: secrets.token_urlsafe(24))
@@ -128,12 +185,19 @@ class Refresher:
             )
         if token == self.written:
             return False
-        users = users_file((self.chart_config / "users.txt").read_text(), {ADMIN_USER: self.admin_password})
+        key_file = self.out / CLIENT_TLS_KEY
+        if not key_file.exists() or not key_file.stat().st_size:
+            cert, key = self_signed_certificate(CLIENT_TLS_NAME)
+            write_atomically(self.out / CLIENT_TLS_CERT, cert)
+            write_atomically(self.out / CLIENT_TLS_KEY, key)
+        logins = client_login(self.clients) if self.clients else {}
+        users = users_file(
+            (self.chart_config / "users.txt").read_text(), {**logins, ADMIN_USER: self.admin_password}
+        )
         write_atomically(self.out / "users.txt", users)
         chart_ini = (self.chart_config / "pgbouncer.ini").read_text()
         write_atomically(
-            self.out / "pgbouncer.ini",
-            pgbouncer_ini(chart_ini, self.server_user, token, self.out / "users.txt"),
+            self.out / "pgbouncer.ini", pgbouncer_ini(chart_ini, self.server_user, token, self.out)
         )
         self.written = token
         return True
@@ -147,6 +211,7 @@ class Refresher:
             password=self.admin_password,
             autocommit=True,
             connect_timeout=5,
+            sslmode=CLIENT_TLS_SSLMODE,
             cursor_factory=psycopg.ClientCursor,  # the admin console speaks only simple queries
         ) as admin:
             admin.execute("RELOAD")
@@ -179,6 +244,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ariel_airflow.pgbouncer_token", description=__doc__)
     parser.add_argument("--server-user", required=True, help="the managed identity's database role")
     parser.add_argument("--chart-config", type=Path, default=Path("/etc/pgbouncer"))
+    parser.add_argument(
+        "--clients", type=Path, help="a file holding the connection string the clients use (a Secret's key)"
+    )
     parser.add_argument("--out", type=Path, default=Path("/etc/pgbouncer-token"))
     parser.add_argument("--port", type=int, default=6543)
     parser.add_argument("--check-seconds", type=float, default=CHECK_SECONDS)
@@ -189,11 +257,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     refresher = Refresher(
-        TokenCache(default_credential()), args.server_user, args.chart_config, args.out, port=args.port
+        TokenCache(default_credential()),
+        args.server_user,
+        args.chart_config,
+        args.out,
+        clients=args.clients,
+        port=args.port,
     )
     try:
         refresher.run(args.check_seconds)
-    except TokenTooLong as exc:
+    except (ValueError, OSError) as exc:  # a token too long, the clients' connection unreadable
         log.error("%s", exc)
         return 2
     return 0

@@ -44,6 +44,11 @@ def write_image_context(out: Path, env: Environment) -> Path:
     return build_command(out, env, settings)
 
 
+def airflow_image(values: dict) -> str:
+    """The platform image the rendered chart values run (the chart's default image)."""
+    return f"{values['defaultAirflowRepository']}:{values['defaultAirflowTag']}"
+
+
 def build_command(out: Path, env: Environment, settings: BuildSettings) -> str:
     return (
         f"docker build --file {out / DOCKERFILE} --target {PLATFORM_TARGET} "

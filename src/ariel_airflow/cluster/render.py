@@ -139,14 +139,16 @@ def effective_values(
     identity = {"annotations": {WORKLOAD_IDENTITY_CLIENT_ID: env.platform_identity.client_id}}
     identity_values = {component: {"serviceAccount": identity} for component in PLATFORM_IDENTITY_COMPONENTS}
     computed = {
-        **platform_secrets.chart_values(),
         **identity_values,
         "airflowVersion": airflow_pin(),  # the chart adapts its templates to the Airflow version
         # The cluster policies, from their one home: the chart mounts this file into every component
         # (left unset, it mounts an empty one and no policy runs on the cluster).
         "airflowLocalSettings": local_settings_source(),
         "apiServer": {**identity_values["apiServer"], **sign_in_values(env, platform_dir)},
-        "images": {"airflow": {"repository": env.image.repository, "tag": env.image.tag}},
+        # The chart's default image, so its task pod template runs the platform image too (the
+        # chart's images.airflow would leave the template on the chart's own Airflow release).
+        "defaultAirflowRepository": env.image.repository,
+        "defaultAirflowTag": env.image.tag,
         "data": {"metadataConnection": {"host": env.database.host, "db": env.database.database}},
         "config": {
             "core": {"auth_manager": FAB_AUTH_MANAGER},
@@ -157,6 +159,7 @@ def effective_values(
             },
         },
     }
+    computed = merge(computed, platform_secrets.chart_values())
     if env.dag_processor_per_team:
         # The chart's own dag-processor stays, scaled to none: its service account and RBAC serve the
         # per-team copies that render adds beside the chart (dag_processors.py).

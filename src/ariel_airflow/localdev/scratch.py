@@ -80,8 +80,11 @@ def _wait_for_port(server: Server, timeout: float = 30) -> None:
 
 
 @contextmanager
-def scratch_postgres(max_connections: int = 100) -> Iterator[ScratchPostgres]:
-    """A fresh Postgres cluster (scram only) on a free loopback port, superuser ``postgres``."""
+def scratch_postgres(
+    max_connections: int = 100, settings: dict[str, str] | None = None
+) -> Iterator[ScratchPostgres]:
+    """A fresh Postgres cluster (scram only) on a free loopback port, superuser ``postgres``, with
+    ``settings`` as ``-c`` options (``{folder}`` filled in)."""
     user = unprivileged_user()
     bin_dir = postgres_bin_dir()
     folder = _owned_folder("ariel-pg-", user)
@@ -102,7 +105,8 @@ def scratch_postgres(max_connections: int = 100) -> Iterator[ScratchPostgres]:
     with log.open("w") as out:
         proc = subprocess.Popen(
             [bin_dir / "postgres", "-D", data, "-p", str(port), "-c", f"listen_addresses={HOST}"]
-            + ["-c", f"unix_socket_directories={folder}", "-c", f"max_connections={max_connections}"],
+            + ["-c", f"unix_socket_directories={folder}", "-c", f"max_connections={max_connections}"]
+            + [f"-c{key}={value.format(folder=folder)}" for key, value in (settings or {}).items()],
             stdout=out,
             stderr=subprocess.STDOUT,
             **as_user(user),
