@@ -5,12 +5,13 @@ Prints, for this machine:
   nothing (a fresh parts cache and a fresh Go build cache, as on a new CI machine: ~15 minutes);
 - `cluster up` to every node Ready and cluster DNS serving, with the parts cached;
 - the cluster's memory (PSS) once up and idle: control plane, node agents, and the pods' containers;
-- the platform's release installed there as the README says (render, bootstrap-secrets, `helm
-  upgrade --install --no-hooks`), and the platform image built from the render and loaded into
-  the nodes (`load-images`, Docker's layer cache as this machine has it);
+- the platform deployed there as the README says: images built from the render and loaded into
+  the nodes (`load-images`, Docker's layer cache as this machine has it), the Azure stand-ins,
+  then render, bootstrap-secrets and `helm upgrade --install` (migrations as its hook) to the core
+  Deployments Ready; the cluster's memory with the platform running;
 - `cluster down`.
-Not yet measured, because the local environment cannot run Airflow yet (no database, no Azure
-stand-ins): deploy to every Deployment Ready, and the first DAG run on the KubernetesExecutor.
+Not yet measured: the first DAG run on the KubernetesExecutor (the local environment has no Key
+Vault, git server or Blob Storage stand-ins yet, so no team bundle is parsed).
 The last line printed is one JSON object with the figures.
 
     python bench/cluster.py [--cold] [--state-dir /tmp/k8s-bench]
@@ -73,31 +74,55 @@ def cluster_pss(state: Path) -> dict[str, float]:
     return dict(sorted(groups.items()))
 
 
+CORE_DEPLOYMENTS = ("airflow-pgbouncer", "airflow-api-server", "airflow-scheduler", "airflow-triggerer")
+
+
 def deploy(state: Path) -> dict[str, float]:
-    """The README's deploy sequence on the running cluster, and the platform image into its nodes."""
+    """The README's deploy sequence on the running cluster, timed step by step."""
     status = json.loads(ariel("status", "--state-dir", str(state), "--json")[1])
     out = state / "render"
-    env = {"KUBECONFIG": status["kubeconfig"]}
+    env = {**os.environ, "KUBECONFIG": status["kubeconfig"]}
+    bin_dir = Path(status["bin"])
+
+    def run(*argv: str) -> None:
+        subprocess.run(argv, check=True, capture_output=True, env=env)
+
+    run(sys.executable, "-m", "ariel_airflow", "platform", "render", "local", "--out", str(out))
+    figures = {}
+    figures["load_images_s"] = round(
+        ariel("load-images", "--rendered", str(out), "--state-dir", str(state))[0]
+    )
+    print(f"images built from the render and loaded into the nodes: {figures['load_images_s']}s")
+    figures["standins_s"] = round(ariel("standins", "--state-dir", str(state))[0], 1)
+    print(f"Azure stand-ins Ready: {figures['standins_s']}s")
     start = time.perf_counter()
-    for args in (["render", "local", "--out", str(out)], ["bootstrap-secrets"]):
-        subprocess.run(
-            [sys.executable, "-m", "ariel_airflow", "platform", *args],
-            check=True,
-            capture_output=True,
-            env={**os.environ, **env},
-        )
-    helm = Path(status["bin"]) / "helm"
-    subprocess.run(
-        [str(helm), "upgrade", "--install", "airflow", str(out / "release"), "-n", "airflow", "--no-hooks"],
-        check=True,
-        capture_output=True,
-        env={**os.environ, **env},
+    run(sys.executable, "-m", "ariel_airflow", "platform", "bootstrap-secrets")
+    run(
+        str(bin_dir / "helm"),
+        "upgrade",
+        "--install",
+        "airflow",
+        str(out / "release"),
+        "-n",
+        "airflow",
+        "--timeout=15m",
     )
     installed = time.perf_counter() - start
-    print(f"release rendered and installed (no hooks): {installed:.1f}s")
-    seconds, _ = ariel("load-images", "--rendered", str(out), "--state-dir", str(state))
-    print(f"platform image built from the render and loaded into the nodes: {seconds:.0f}s")
-    return {"release_installed_s": round(installed, 1), "load_images_s": round(seconds)}
+    for deployment in CORE_DEPLOYMENTS:
+        run(
+            str(bin_dir / "kubectl"),
+            "-n",
+            "airflow",
+            "rollout",
+            "status",
+            f"deployment/{deployment}",
+            "--timeout=900s",
+        )
+    ready = time.perf_counter() - start
+    figures.update(release_installed_s=round(installed, 1), deploy_to_ready_s=round(ready, 1))
+    print(f"bootstrap-secrets and helm upgrade --install (migrations included): {installed:.1f}s")
+    print(f"deploy to {', '.join(CORE_DEPLOYMENTS)} Ready: {ready:.1f}s")
+    return figures
 
 
 def main() -> None:
@@ -132,6 +157,12 @@ def main() -> None:
             print(f"  {mib:7.0f} MiB  {name}")
         print(f"  {sum(pss.values()):7.0f} MiB  cluster, idle (PSS)")
         figures.update(deploy(state))
+        time.sleep(30)  # the components' start-up is over
+        pss = cluster_pss(state)
+        figures["memory_with_platform_mib"] = {name: round(mib) for name, mib in pss.items()}
+        figures["memory_with_platform_total_mib"] = round(sum(pss.values()))
+        print(f"  {pss.get('pods', 0):7.0f} MiB  pods (the platform, the stand-ins, CoreDNS)")
+        print(f"  {sum(pss.values()):7.0f} MiB  cluster with the platform running (PSS)")
     finally:
         seconds, out = ariel("down", "--purge", "--state-dir", str(state), "--json")
         figures["down_s"] = round(seconds, 1)

@@ -48,19 +48,22 @@ ENV PYTHONPATH=/opt/ariel/kit \
 WORKDIR /opt/airflow
 
 # The platform image: the chart runs Airflow as uid 50000 with gid 0, calls `/entrypoint` in its
-# probes and passes each component's command as args.
+# probes, passes each component's command as args and runs `/clean-logs` in its log groomers.
 FROM local AS platform
 ARG AIRFLOW_UID=50000
 COPY kit/ /opt/ariel/build/kit/
 RUN pip install --no-cache-dir --no-deps /opt/ariel/build/kit \
+    && install -m 0755 /opt/ariel/build/kit/localdev/clean-logs.sh /clean-logs \
     && rm -rf /opt/ariel/build \
     && printf '#!/bin/sh\nexec "$@"\n' > /entrypoint \
     && chmod 0755 /entrypoint \
     && mkdir -p /opt/airflow /home/airflow \
     && chown -R "${AIRFLOW_UID}:0" /opt/airflow /home/airflow \
     && chmod -R g+rwX /opt/airflow /home/airflow
+# requests (azure-identity's transport) trusts the system bundle too, with any extra CA in it.
 ENV PYTHONPATH= \
-    HOME=/home/airflow
+    HOME=/home/airflow \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 USER ${AIRFLOW_UID}:0
 ENTRYPOINT ["/entrypoint"]
 CMD ["airflow", "version"]

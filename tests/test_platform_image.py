@@ -60,6 +60,14 @@ def test_the_platform_image_runs_airflow_with_the_kit_as_the_chart_expects(image
     assert output == [airflow_pin(), "50000", "0"]
     version = client.containers.run(tag, ["bash", "-c", "exec airflow version"], remove=True).decode()
     assert version.strip().endswith(airflow_pin())
+    # The chart's log groomers run `bash /clean-logs`: one pass deletes an old log, keeps a new one.
+    groom = (
+        "mkdir -p $AIRFLOW_HOME/logs/x && touch -d '20 days ago' $AIRFLOW_HOME/logs/x/old.log"
+        " && touch $AIRFLOW_HOME/logs/new.log && (timeout 3 bash /clean-logs || true)"
+        " && find $AIRFLOW_HOME/logs -type f"
+    )
+    left = client.containers.run(tag, ["bash", "-c", groom], remove=True).decode().split()
+    assert left == ["/opt/airflow/logs/new.log"]
 
 
 def test_the_image_context_trusts_the_extra_ca_certificates(

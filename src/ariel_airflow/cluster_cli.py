@@ -96,19 +96,17 @@ def cluster_load_images(
     state_dir: StateDir = None,
     platform_dir: PlatformDir = KIT_ROOT / "platform",
 ) -> None:
-    """Build the platform's Airflow image from the render's image/ context and load it into every
-    node (no registry: the chart's pods find it there)."""
-    from ariel_airflow.cluster.image import airflow_image, build_platform_image
-    from ariel_airflow.cluster.render import VALUES_FILE, read_values
-    from ariel_airflow.localkube.images import load_images
+    """Build the images the render runs (the platform's Airflow image from its image/ context,
+    PgBouncer's) and load them into every node, trusting the cluster's CA (no registry: the
+    chart's pods find them there)."""
+    _cluster(state_dir, platform_dir).load_platform_images(rendered, Progress())
 
-    cluster = _cluster(state_dir, platform_dir)
-    progress = Progress()
-    tag = build_platform_image(
-        rendered / "image", airflow_image(read_values(rendered / VALUES_FILE)), progress
-    )
-    with progress.step(f"loading {tag} into {len(cluster.layout.nodes)} nodes", "image loaded"):
-        load_images([tag], cluster.layout.nodes, cluster.layout.state / "images", replace=True)
+
+@cluster_app.command("standins")
+def cluster_standins(state_dir: StateDir = None, platform_dir: PlatformDir = KIT_ROOT / "platform") -> None:
+    """Deploy the local environment's Azure into the cluster: Entra ID's token service, the
+    database (Postgres over TLS) and workload identity. Run after load-images."""
+    _cluster(state_dir, platform_dir).deploy_standins(Progress())
 
 
 @cluster_app.command("status")

@@ -74,32 +74,46 @@ def ensure_images(
 ) -> dict[str, str]:
     """Tags of the ``db`` and ``airflow`` images, built now if missing."""
     settings = BuildSettings.from_env()
-    args = {"BASE_IMAGE": settings.base_image}
-    contexts = {
-        "db": _stage(build_dir / "db", "db.Dockerfile", {"db-entrypoint.sh": _asset("db-entrypoint.sh")}),
-        "airflow": _stage(
-            build_dir / "airflow",
-            "airflow.Dockerfile",
-            {
-                "requirements.txt": airflow_requirements(repo_root),
-                "constraints.txt": _constraints(repo_root),
-                **settings.cert_files(),
-            },
-        ),
-    }
-    airflow_args = {**args, "PIP_INDEX_URL": settings.index_url}
-    tags = {}
-    for name, (context, digest) in contexts.items():
-        build_args = airflow_args if name == "airflow" else args
-        tag = f"ariel-local/{name}:{_hash(digest, build_args)}"
-        tags[name] = tag
-        if _exists(client, tag):
-            progress.info(f"image {tag} is up to date")
-            continue
-        with progress.step(f"building image {tag} on {settings.base_image}", f"image {tag} built"):
-            target = LOCAL_TARGET if name == "airflow" else None
-            build_image(client, context, f"{name}.Dockerfile", tag, build_args, progress, target)
-    return tags
+    context, digest = _stage(
+        build_dir / "airflow",
+        "airflow.Dockerfile",
+        {
+            "requirements.txt": airflow_requirements(repo_root),
+            "constraints.txt": _constraints(repo_root),
+            **settings.cert_files(),
+        },
+    )
+    args = {"BASE_IMAGE": settings.base_image, "PIP_INDEX_URL": settings.index_url}
+    airflow = f"ariel-local/airflow:{_hash(digest, args)}"
+    _ensure(client, context, "airflow.Dockerfile", airflow, args, progress, LOCAL_TARGET)
+    return {"db": ensure_db_image(client, build_dir, progress), "airflow": airflow}
+
+
+def ensure_db_image(client: docker.DockerClient, build_dir: Path, progress: Progress) -> str:
+    """The ``db`` image's tag (PostgreSQL and PgBouncer), built now if missing."""
+    args = {"BASE_IMAGE": BuildSettings.from_env().base_image}
+    context, digest = _stage(
+        build_dir / "db", "db.Dockerfile", {"db-entrypoint.sh": _asset("db-entrypoint.sh")}
+    )
+    tag = f"ariel-local/db:{_hash(digest, args)}"
+    _ensure(client, context, "db.Dockerfile", tag, args, progress)
+    return tag
+
+
+def _ensure(
+    client: docker.DockerClient,
+    context: Path,
+    dockerfile: str,
+    tag: str,
+    args: dict[str, str],
+    progress: Progress,
+    target: str | None = None,
+) -> None:
+    if _exists(client, tag):
+        progress.info(f"image {tag} is up to date")
+        return
+    with progress.step(f"building image {tag} on {args['BASE_IMAGE']}", f"image {tag} built"):
+        build_image(client, context, dockerfile, tag, args, progress, target)
 
 
 def _asset(name: str) -> bytes:

@@ -21,7 +21,8 @@ def coredns_image() -> str:
     return f"{LOCAL_REGISTRY}/coredns:{coredns_version()}"
 
 
-def coredns_objects() -> list[dict[str, Any]]:
+def coredns_objects(rewrites: dict[str, str]) -> list[dict[str, Any]]:
+    """The add-on's objects; the DNS answers each name of ``rewrites`` as the name it maps to."""
     text = (kubernetes_source() / MANIFEST).read_text()
     for placeholder, value in {
         "__DNS__DOMAIN__": CLUSTER_DOMAIN,
@@ -31,6 +32,12 @@ def coredns_objects() -> list[dict[str, Any]]:
         text = text.replace(placeholder, value)
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
     for obj in objects:
+        if obj["kind"] == "ConfigMap":
+            lines = "".join(
+                f"        rewrite name exact {name} {target}\n" for name, target in rewrites.items()
+            )
+            corefile = obj["data"]["Corefile"]
+            obj["data"]["Corefile"] = corefile.replace(".:53 {\n", ".:53 {\n" + lines, 1)
         if obj["kind"] == "Deployment":
             pod = obj["spec"]["template"]["spec"]
             container = pod["containers"][0]

@@ -25,10 +25,12 @@ import yaml
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from ariel_airflow.cluster.environments import load_environment
+from ariel_airflow.cluster.registry import load_registry
+from ariel_airflow.cluster.render import NAMESPACE as RELEASE_NAMESPACE
 from ariel_airflow.errors import UserError
 from ariel_airflow.localdev.processes import ProcessTable, tail
 from ariel_airflow.localdev.progress import Progress
-from ariel_airflow.localkube import components, host
+from ariel_airflow.localkube import cluster_images, components, host, standins
 from ariel_airflow.localkube.addons import coredns_image, coredns_objects
 from ariel_airflow.localkube.build import Binaries, build_all, pause_version
 from ariel_airflow.localkube.images import build_program_image, load_images
@@ -97,6 +99,7 @@ class ClusterStatus:
 class LocalCluster:
     def __init__(self, state: Path, platform_dir: Path, env_name: str = LOCAL_ENVIRONMENT) -> None:
         self.env = load_environment(env_name, platform_dir)
+        self.registry = load_registry(platform_dir)
         for pool in self.env.node_pools:  # each pool is one node here: more would be more kubelets
             if pool.count != 1:
                 raise UserError(
@@ -166,7 +169,8 @@ class LocalCluster:
         with progress.step(f"waiting for {len(layout.nodes)} nodes to be Ready", "nodes Ready"):
             self._wait("nodes Ready", lambda: all(self._nodes_ready().values()), START_TIMEOUT)
         with progress.step("deploying CoreDNS", "cluster DNS ready"):
-            self.kubectl(bins, "apply", "-f", "-", input=yaml.safe_dump_all(coredns_objects()))
+            objects = coredns_objects(standins.dns_rewrites(self.env, self.registry))
+            self.kubectl(bins, "apply", "-f", "-", input=yaml.safe_dump_all(objects))
             self.kubectl(
                 bins,
                 "-n",
@@ -178,6 +182,44 @@ class LocalCluster:
             )
         progress.done(f"cluster up: kubeconfig {layout.admin_kubeconfig}", time.monotonic() - t0)
         return self.status()
+
+    # -- the platform's images and the Azure stand-ins --------------------------------------------
+
+    def load_platform_images(self, rendered: Path, progress: Progress | None = None) -> list[str]:
+        """Build the images ``render``'s output runs and load them into every node; their tags."""
+        progress = progress or Progress()
+        tags = cluster_images.build(rendered, progress)
+        pki = self._pki()
+        cluster_images.load(tags, pki.ca_cert(), self.layout.nodes, self.layout.state / "images", progress)
+        return tags
+
+    def deploy_standins(self, progress: Progress | None = None) -> None:
+        """Deploy the local environment's Azure (``standins``) and wait for it to be Ready."""
+        progress = progress or Progress()
+        bins = build_all(progress)
+        objects = standins.objects(
+            self.env,
+            self.registry,
+            self._pki(),
+            self.layout.state,
+            f"{self.env.image.repository}:{self.env.image.tag}",
+            cluster_images.DB_IMAGE,
+            RELEASE_NAMESPACE,
+        )
+        with progress.step("deploying the Azure stand-ins", "Azure stand-ins Ready"):
+            self.kubectl(bins, "apply", "-f", "-", input=yaml.safe_dump_all(objects))
+            for obj in objects:
+                if obj["kind"] == "Deployment":  # one
+                    meta = obj["metadata"]
+                    self.kubectl(
+                        bins,
+                        "-n",
+                        meta["namespace"],
+                        "rollout",
+                        "status",
+                        f"deployment/{meta['name']}",
+                        f"--timeout={int(START_TIMEOUT * 3)}s",
+                    )
 
     def _pki(self) -> Pki:
         layout = self.layout
@@ -193,6 +235,7 @@ class LocalCluster:
             ],
             kubelets={node.name: layout.ip for node in layout.nodes},
             clients=list(CLIENTS),
+            servers=standins.server_certificates(self.env, self.registry),
         )
 
     def _write_kubeconfigs(self, pki: Pki) -> None:

@@ -86,6 +86,10 @@ def apiserver(layout: Layout, bins: Binaries, pki: Pki) -> Process:
         # On top of the defaults (LimitRanger, ResourceQuota, ServiceAccount, ...): kubelets may
         # change only their own node and its pods, as on AKS.
         "--enable-admission-plugins=NodeRestriction",
+        # Mutating admission policies (beta in 1.34, off by default): the local cluster injects
+        # workload identity with one (ariel_airflow.localkube.standins), as AKS's webhook does.
+        "--feature-gates=MutatingAdmissionPolicy=true",
+        "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
         "--allow-privileged=true",
         "--profiling=false",
     ]

@@ -32,13 +32,21 @@ def build_program_image(tag: str, program: Path, *, entrypoint: str) -> None:
         client.images.build(path=context, tag=tag, rm=True)
 
 
-def load_images(tags: list[str], nodes: tuple[Node, ...], workdir: Path, *, replace: bool = False) -> None:
+def load_images(
+    tags: list[str],
+    nodes: tuple[Node, ...],
+    workdir: Path,
+    *,
+    replace: bool = False,
+    names: dict[str, str] | None = None,
+) -> None:
     """``docker save`` the images once, import them into every node that lacks one (with
-    ``replace``, into every node: a rebuilt image keeps its tag)."""
+    ``replace``, into every node: a rebuilt image keeps its tag); ``names`` gives an image another
+    tag on the nodes (Docker's tag: the node's)."""
     client = docker_client()
     workdir.mkdir(parents=True, exist_ok=True)
     for tag in tags:
-        missing = [node for node in nodes if replace or tag not in node_images(node)]
+        missing = [node for node in nodes if replace or (names or {}).get(tag, tag) not in node_images(node)]
         if not missing:
             continue
         archive = workdir / (tag.replace("/", "_").replace(":", "_") + ".tar")
@@ -48,6 +56,8 @@ def load_images(tags: list[str], nodes: tuple[Node, ...], workdir: Path, *, repl
         try:
             for node in missing:
                 _ctr(node, "images", "import", str(archive))
+                if names and tag in names:
+                    _ctr(node, "images", "tag", "--force", tag, names[tag])
         finally:
             archive.unlink(missing_ok=True)
 

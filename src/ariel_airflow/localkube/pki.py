@@ -96,8 +96,10 @@ def ensure_pki(
     apiserver_names: list[str],
     kubelets: dict[str, str],
     clients: list[Identity],
+    servers: dict[str, tuple[str, ...]] | None = None,
 ) -> Pki:
-    """Make whatever of the cluster's certificates and keys is missing or stale in ``directory``."""
+    """Make whatever of the cluster's certificates and keys is missing or stale in ``directory``
+    (``servers``: more serving certificates, by file stem, for the host names listed)."""
     pki = Pki(directory.absolute())
     leaves = [
         _Leaf(
@@ -115,6 +117,7 @@ def ensure_pki(
         )
         leaves.append(_Leaf(f"kubelet-{node}-client", f"system:node:{node}", ("system:nodes",)))
     leaves += [_Leaf(c.name, c.common_name, tuple(c.organizations)) for c in clients]
+    leaves += [_Leaf(name, names[0], server=True, dns_names=names) for name, names in (servers or {}).items()]
     _check_names([leaf.name for leaf in leaves])
 
     pki.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
