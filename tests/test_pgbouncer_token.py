@@ -17,6 +17,7 @@ from rotating_credential import RotatingRolePassword
 from standin_network import TestCA
 
 from ariel_airflow import entra
+from ariel_airflow.cluster.platform_secrets import CONNECTION_KEY, metadata_connections
 from ariel_airflow.localdev.binaries import unprivileged_user
 from ariel_airflow.localdev.scratch import (
     HOST,
@@ -43,9 +44,7 @@ pytestmark = pytest.mark.postgres
 ROLE = "airflow_mi"  # the managed identity's role: PgBouncer's server-side user
 CLIENT, CLIENT_PASSWORD = "airflow", "static client/password"  # the metadata Secret's login
 # The metadata Secret's connection string (ariel_airflow.cluster.platform_secrets), mounted as a file.
-CLIENT_CONNECTION = (
-    "postgresql://airflow:static%20client%2Fpassword@airflow-pgbouncer.airflow:6543/airflow-metadata"
-)
+CLIENT_CONNECTION = metadata_connections(CLIENT_PASSWORD, "airflow", "airflow")[CONNECTION_KEY]
 # As the chart writes it (templates/_helpers.yaml "pgbouncer_config") with the platform's values
 # (server TLS verified against a CA file), on loopback.
 CHART_INI = """\

@@ -168,7 +168,7 @@ def test_every_component_reads_the_metadata_connection_from_the_bootstrapped_sec
                     references += 1
     assert references >= 5  # scheduler, api-server, triggerer, their init containers, the exporter
     connection = keys[platform_secrets.CONNECTION_KEY]
-    assert connection.startswith("postgresql://airflow:") and connection.endswith(
+    assert connection.startswith("postgresql+psycopg2://airflow:") and connection.endswith(
         "@airflow-pgbouncer.airflow:6543/airflow-metadata?sslmode=require"
     )
 

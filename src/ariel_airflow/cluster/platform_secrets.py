@@ -31,6 +31,10 @@ PGBOUNCER_PORT = 6543  # the chart's ports.pgbouncer
 # Clients reach PgBouncer over TLS (its certificate comes from the token refresher): encrypted;
 # the certificate is not checked against a CA, which `require` is, on both ends.
 CLIENT_SSLMODE = "require"
+# psycopg2, as the local stack: SQLAlchemy 2.1's default PostgreSQL driver is psycopg 3, which
+# prepares statements on the server after five runs, and PgBouncer in transaction mode hands the
+# next transaction another server connection ("prepared statement _pg3_0 does not exist").
+DRIVER = "postgresql+psycopg2"
 
 
 def random_key() -> str:
@@ -48,7 +52,7 @@ def metadata_connections(password: str, release: str, namespace: str) -> dict[st
     metrics exporter's to PgBouncer's admin console in its own pod."""
     login = f"{METADATA_USER}:{quote(password, safe='')}"
     return {
-        CONNECTION_KEY: f"postgresql://{login}@{release}-pgbouncer.{namespace}:{PGBOUNCER_PORT}"
+        CONNECTION_KEY: f"{DRIVER}://{login}@{release}-pgbouncer.{namespace}:{PGBOUNCER_PORT}"
         f"/{release}-metadata?sslmode={CLIENT_SSLMODE}",
         STATS_KEY: f"postgresql://{login}@127.0.0.1:{PGBOUNCER_PORT}/pgbouncer?sslmode={CLIENT_SSLMODE}",
     }
