@@ -173,13 +173,21 @@ def test_every_component_reads_the_metadata_connection_from_the_bootstrapped_sec
     )
 
 
-def test_task_pods_run_the_platform_image(platform_dir: Path, tmp_path: Path) -> None:
-    """The chart's pod template takes the chart's default image, not images.airflow."""
+def test_task_pods_run_the_platform_image_on_the_task_pool(platform_dir: Path, tmp_path: Path) -> None:
+    """The chart's pod template takes the chart's default image, not images.airflow, and the task
+    pool's label and taint."""
     out = render_chart(platform_dir, tmp_path / "out")
     env = load_environment("prod", platform_dir)
     config = load(out / "chart" / "configmap-airflow-config.yaml")
     template = yaml.safe_load(config["data"]["pod_template_file.yaml"])
     assert [c["image"] for c in template["spec"]["containers"]] == [f"{env.image.repository}:{env.image.tag}"]
+    tasks = next(pool for pool in env.node_pools if pool.name == "tasks")
+    assert template["spec"]["nodeSelector"] == tasks.labels
+    key, rest = tasks.taints[0].split("=")
+    value, effect = rest.split(":")
+    assert {"key": key, "operator": "Equal", "value": value, "effect": effect} in template["spec"][
+        "tolerations"
+    ]
 
 
 @pytest.mark.parametrize("env", ["dev", "test", "prod"])
