@@ -33,9 +33,7 @@ def coredns_objects(rewrites: dict[str, str]) -> list[dict[str, Any]]:
     objects = [doc for doc in yaml.safe_load_all(text) if doc]
     for obj in objects:
         if obj["kind"] == "ConfigMap":
-            lines = "".join(
-                f"        rewrite name exact {name} {target}\n" for name, target in rewrites.items()
-            )
+            lines = "".join(f"    rewrite name exact {name} {target}\n" for name, target in rewrites.items())
             corefile = obj["data"]["Corefile"]
             obj["data"]["Corefile"] = corefile.replace(".:53 {\n", ".:53 {\n" + lines, 1)
         if obj["kind"] == "Deployment":

@@ -206,10 +206,16 @@ class LocalCluster:
             cluster_images.DB_IMAGE,
             RELEASE_NAMESPACE,
         )
+        # The DNS answers the hosts of teams registered since `up` too (CoreDNS reloads its Corefile).
+        dns = [
+            o
+            for o in coredns_objects(standins.dns_rewrites(self.env, self.registry))
+            if o["kind"] == "ConfigMap"
+        ]
         with progress.step("deploying the Azure stand-ins", "Azure stand-ins Ready"):
-            self.kubectl(bins, "apply", "-f", "-", input=yaml.safe_dump_all(objects))
+            self.kubectl(bins, "apply", "-f", "-", input=yaml.safe_dump_all([*dns, *objects]))
             for obj in objects:
-                if obj["kind"] == "Deployment":  # one
+                if obj["kind"] == "Deployment":
                     meta = obj["metadata"]
                     self.kubectl(
                         bins,

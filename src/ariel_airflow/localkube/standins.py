@@ -129,7 +129,13 @@ def repository_bundle(entry: RegistryEntry, workdir: Path) -> bytes:
     commit on its registered ref, as a git bundle."""
     from ariel_airflow.template import generate_team_repo
 
-    repo = generate_team_repo(workdir / entry.team.name, entry.team.name)
+    try:
+        repo = generate_team_repo(workdir / entry.team.name, entry.team.name)
+    except (ImportError, FileNotFoundError) as exc:
+        raise UserError(
+            f"cannot generate team {entry.team.name}'s repository for the git stand-in: {exc}",
+            fix="run from a checkout of the kit with copier installed (pip install copier)",
+        ) from None
     git = ["git", "-C", str(repo), "-c", "user.name=ariel", "-c", "user.email=ariel@localhost"]
     for args in (["init", "-q", "-b", entry.repository.ref], ["add", "-A"], ["commit", "-qm", "generated"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
