@@ -46,3 +46,109 @@ def test_a_database_host_outside_the_cluster_is_refused_naming_the_field() -> No
     with pytest.raises(UserError) as raised:
         standins.DatabaseService.of(moved)
     assert "database.host" in raised.value.where and "svc.cluster.local" in raised.value.fix
+
+
+def test_the_git_standin_serves_a_repository_only_with_its_token(tmp_path: Path) -> None:
+    """Real git against the stand-in's HTTPS (git http-backend): a clone with the token, 401 without."""
+    import threading
+
+    from standin_network import TestCA
+
+    from ariel_airflow.localkube import git_standin
+    from ariel_airflow.localkube.standin_server import tls_server
+
+    source = tmp_path / "source"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@localhost"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
+    (source / "dag.py").write_text("# a DAG\n")
+    subprocess.run([*git, "-C", str(source), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(source), "commit", "-qm", "one"], check=True)
+    subprocess.run(
+        ["git", "-C", str(source), "bundle", "create", "-q", str(tmp_path / "r.bundle"), "--all"], check=True
+    )
+    repos = {"/org/p/_git/team": {"bundle": str(tmp_path / "r.bundle"), "user": "team", "token": "pat"}}
+    git_standin.prepare(tmp_path / "served", repos)
+    ca = TestCA(tmp_path / "ca")
+    cert, key = ca.issue("localhost")
+    server = tls_server(git_standin.handler(tmp_path / "served", repos), 0, str(cert), str(key))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    env = {
+        "GIT_SSL_CAINFO": str(ca.ca_file),
+        "GIT_TERMINAL_PROMPT": "0",
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    try:
+        cloned = subprocess.run(
+            [
+                "git",
+                "clone",
+                "-q",
+                f"https://team:pat@localhost:{port}/org/p/_git/team",
+                str(tmp_path / "clone"),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert cloned.returncode == 0, cloned.stderr
+        assert (tmp_path / "clone" / "dag.py").read_text() == "# a DAG\n"
+        refused = subprocess.run(
+            ["git", "ls-remote", f"https://localhost:{port}/org/p/_git/team"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert refused.returncode != 0 and "could not read Username" in refused.stderr, refused.stderr
+    finally:
+        server.shutdown()
+
+
+def test_the_key_vault_standin_answers_only_tokens_entra_issued_for_it(tmp_path: Path) -> None:
+    """Key Vault's challenge without a token, the secret with a live vault token of a reader, 403 for
+    another client: tokens as the Entra stand-in records them."""
+    import json
+    import ssl
+    import threading
+    import urllib.error
+    import urllib.request
+
+    from standin_network import TestCA
+
+    from ariel_airflow.localkube import keyvault_standin
+    from ariel_airflow.localkube.standin_server import tls_server
+
+    tokens, vaults = tmp_path / "tokens", tmp_path / "vaults"
+    (vaults / "localhost").mkdir(parents=True)
+    (vaults / "localhost" / "airflow-connections-git-demo").write_text('{"conn_type": "git"}')
+    service = entra_standin.TokenService(None, None, 360, tokens)  # type: ignore[arg-type]
+    service.record("reader-token", "reader", keyvault_standin.VAULT_SCOPE)
+    service.record("other-token", "someone", keyvault_standin.VAULT_SCOPE)
+    ca = TestCA(tmp_path / "ca")
+    cert, key = ca.issue("localhost")
+    handler = keyvault_standin.handler(
+        keyvault_standin.Vaults(vaults, tokens, {"localhost": ["reader"]}, "t1")
+    )
+    server = tls_server(handler, 0, str(cert), str(key))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://localhost:{server.server_address[1]}/secrets/airflow-connections-git-demo?api-version=7.4"
+    context = ssl.create_default_context(cafile=str(ca.ca_file))
+
+    def get(token: str | None) -> tuple[int, dict[str, str], str]:
+        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+        try:
+            with urllib.request.urlopen(request, context=context) as answer:
+                return answer.status, dict(answer.headers), answer.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read().decode()
+
+    try:
+        status, headers, _ = get(None)
+        assert status == 401 and 'resource="https://vault.azure.net"' in headers["WWW-Authenticate"]
+        status, _, body = get("reader-token")
+        assert status == 200 and json.loads(body)["value"] == '{"conn_type": "git"}'
+        assert get("other-token")[0] == 403
+        assert get("made-up")[0] == 401
+    finally:
+        server.shutdown()

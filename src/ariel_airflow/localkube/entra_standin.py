@@ -29,14 +29,14 @@ import json
 import logging
 import os
 import secrets
-import ssl
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ariel_airflow.entra import POSTGRES_SCOPE
+from ariel_airflow.localkube.standin_server import StandInHandler, tls_server
 
 log = logging.getLogger("entra-standin")
 
@@ -200,7 +200,7 @@ def openid_configuration(host: str, tenant: str) -> dict[str, str]:
 
 
 def handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             url = urlsplit(self.path)
             if url.path.endswith("/discovery/instance"):  # MSAL's instance discovery
@@ -208,36 +208,27 @@ def handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 discovery = endpoint.replace(
                     "/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration"
                 )
-                self._json({"tenant_discovery_endpoint": discovery, "metadata": []})
+                self.answer_json({"tenant_discovery_endpoint": discovery, "metadata": []})
             elif url.path.endswith("/v2.0/.well-known/openid-configuration"):
-                self._json(openid_configuration(self.headers["Host"], url.path.strip("/").split("/")[0]))
+                self.answer_json(
+                    openid_configuration(self.headers["Host"], url.path.strip("/").split("/")[0])
+                )
             elif url.path == "/healthz":
-                self._json({"issued": service.issued})
+                self.answer_json({"issued": service.issued})
             else:
-                self._json({"error": "not_found", "error_description": url.path}, 404)
+                self.answer_json({"error": "not_found", "error_description": url.path}, 404)
 
         def do_POST(self) -> None:  # noqa: N802
             body = self.rfile.read(int(self.headers.get("Content-Length", 0))).decode()
             form = {key: values[0] for key, values in parse_qs(body).items()}
             if not urlsplit(self.path).path.endswith("/oauth2/v2.0/token"):
-                self._json({"error": "not_found", "error_description": self.path}, 404)
+                self.answer_json({"error": "not_found", "error_description": self.path}, 404)
                 return
             try:
-                self._json(service.token(form))
+                self.answer_json(service.token(form))
             except Refused as exc:
                 log.warning("refused: %s", exc.description)
-                self._json({"error": exc.error, "error_description": exc.description}, exc.status)
-
-        def _json(self, document: dict, status: int = 200) -> None:
-            payload = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
+                self.answer_json({"error": exc.error, "error_description": exc.description}, exc.status)
 
     return Handler
 
@@ -259,10 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         postgres = PostgresPrincipals(admin, principals, args.tokens, lifetime)
         postgres.create()
     service = TokenService(Federation(), postgres, lifetime, args.tokens)
-    server = ThreadingHTTPServer(("0.0.0.0", args.port), handler(service))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = tls_server(handler(service), args.port, args.cert, args.key)
     log.info("serving on :%d", args.port)
     server.serve_forever()
     return 0

@@ -16,12 +16,13 @@ import base64
 import json
 import logging
 import os
-import ssl
 import subprocess
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from ariel_airflow.localkube.standin_server import StandInHandler, tls_server
 
 log = logging.getLogger("git-standin")
 
@@ -48,7 +49,7 @@ def repository_of(path: str, repos: dict[str, dict[str, str]]) -> str | None:
 
 
 def handler(root: Path, repos: dict[str, dict[str, str]]) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             self._git()
 
@@ -115,9 +116,6 @@ def handler(root: Path, repos: dict[str, dict[str, str]]) -> type[BaseHTTPReques
             self.end_headers()
             self.wfile.write(payload)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
     return Handler
 
 
@@ -133,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     repos = json.loads(os.environ.get(REPOS_SETTING, "{}"))
     prepare(args.root, repos)
-    server = ThreadingHTTPServer(("0.0.0.0", args.port), handler(args.root, repos))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = tls_server(handler(args.root, repos), args.port, args.cert, args.key)
     log.info("serving on :%d", args.port)
     server.serve_forever()
     return 0

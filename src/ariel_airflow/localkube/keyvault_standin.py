@@ -18,14 +18,14 @@ import argparse
 import json
 import logging
 import os
-import ssl
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from ariel_airflow.localkube.entra_standin import ISSUED_DIR, token_file_name
+from ariel_airflow.localkube.standin_server import StandInHandler, tls_server
 
 log = logging.getLogger("keyvault-standin")
 
@@ -56,12 +56,12 @@ class Vaults:
 
 
 def handler(vaults: Vaults) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(StandInHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             host = self.headers.get("Host", "").split(":")[0]
             parts = urlsplit(self.path).path.strip("/").split("/")
             if parts[0] == "healthz":
-                self._json({"ok": True})
+                self.answer_json({"ok": True})
                 return
             caller = vaults.caller(self.headers.get("Authorization"))
             if caller is None or caller["scope"] != VAULT_SCOPE:
@@ -83,7 +83,7 @@ def handler(vaults: Vaults) -> type[BaseHTTPRequestHandler]:
                 )
                 return
             log.info("secret %s of %s read by %s", parts[1], host, caller["client_id"])
-            self._json(
+            self.answer_json(
                 {
                     "value": value,
                     "id": f"https://{host}/secrets/{parts[1]}/0",
@@ -102,18 +102,7 @@ def handler(vaults: Vaults) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
 
         def _error(self, status: int, code: str, message: str) -> None:
-            self._json({"error": {"code": code, "message": message}}, status)
-
-        def _json(self, document: dict, status: int = 200) -> None:
-            payload = json.dumps(document).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
+            self.answer_json({"error": {"code": code, "message": message}}, status)
 
     return Handler
 
@@ -131,10 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     readers = json.loads(os.environ.get(READERS_SETTING, "{}"))
     vaults = Vaults(args.vaults, args.tokens, readers, os.environ.get(TENANT_SETTING, "common"))
-    server = ThreadingHTTPServer(("0.0.0.0", args.port), handler(vaults))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(args.cert, args.key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
+    server = tls_server(handler(vaults), args.port, args.cert, args.key)
     log.info("serving %s on :%d", ", ".join(readers) or "no vault", args.port)
     server.serve_forever()
     return 0
