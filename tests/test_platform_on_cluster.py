@@ -396,3 +396,46 @@ def test_the_platform_image_built_from_the_render_runs_on_the_task_node(
     )
     logs = run(kubectl, "-n", "airflow-demo", "logs", "platform-image", kubeconfig=kubeconfig)
     assert logs.strip() == airflow_pin()
+
+
+def airflow_cli(kubeconfig: Path, *args: str) -> Any:
+    """``airflow ... -o json`` in the scheduler's container: its JSON answer."""
+    done = kubectl_exec(kubeconfig, "airflow-scheduler", "scheduler", "airflow", *args, "-o", "json")
+    lines = [line for line in done.stdout.splitlines() if line.startswith(("[", "{"))]
+    return json.loads(lines[-1])
+
+
+def test_the_demo_teams_dag_runs_in_its_namespace_as_its_identity(installed: tuple[Path, Path]) -> None:
+    """A run of the demo team's DAG succeeds on the KubernetesExecutor: each task's pod in the team's
+    namespace, as its service account, with its profile's resources and no platform secret, reading
+    its variable and connection from the team's vault (the Key Vault stand-in serves them to the
+    team's identity only)."""
+    kubeconfig, _ = installed
+    dag_id, run_id = "demo__daily_export", "manual__cluster_test"
+    kubectl_exec(kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "unpause", dag_id)
+    kubectl_exec(
+        kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "trigger", dag_id, "--run-id", run_id
+    )
+    deadline, state = time.monotonic() + 600, None
+    while time.monotonic() < deadline:
+        runs = airflow_cli(kubeconfig, "dags", "list-runs", dag_id)
+        state = next((r["state"] for r in runs if r["run_id"] == run_id), None)
+        if state in ("success", "failed"):
+            break
+        time.sleep(10)
+    pods = json.loads(
+        run(program("kubectl"), "-n", "airflow-demo", "get", "pods", "-o", "json", kubeconfig=kubeconfig)
+    )
+    ran = [p for p in pods["items"] if p["metadata"].get("annotations", {}).get("run_id") == run_id]
+    assert state == "success", json.dumps([p["status"] for p in ran], indent=1)[-3000:]
+    assert {p["metadata"]["annotations"]["task_id"] for p in ran} == {"wait_for_export", "load_export"}
+    for pod in ran:
+        assert pod["spec"]["serviceAccountName"] == "demo-tasks"
+        assert pod["metadata"]["labels"]["ariel.io/team"] == "demo"
+        assert "secretKeyRef" not in json.dumps(pod["spec"])
+        assert pod["status"]["phase"] == "Succeeded"
+    load = next(p for p in ran if p["metadata"]["annotations"]["task_id"] == "load_export")
+    assert load["spec"]["containers"][0]["resources"]["requests"] == {
+        "cpu": "500m",
+        "memory": "2Gi",
+    }  # medium

@@ -25,6 +25,7 @@ def test_the_committed_registry_loads_as_team_models() -> None:
         "demo",
         namespace="airflow-demo",
         vault_urls={
+            "local": "https://kv-demo-local.vault.azure.net/",
             "test": "https://kv-demo-test.vault.azure.net/",
             "prod": "https://kv-demo-prod.vault.azure.net/",
         },
@@ -34,7 +35,8 @@ def test_the_committed_registry_loads_as_team_models() -> None:
 
 @pytest.fixture
 def platform_dir(workdir: Path) -> Path:
-    shutil.copytree(KIT_ROOT / "platform" / "teams", workdir / "teams")
+    for folder in ("teams", "environments"):  # a team's vaults are per environment of the platform
+        shutil.copytree(KIT_ROOT / "platform" / folder, workdir / folder)
     return workdir
 
 
@@ -112,4 +114,12 @@ def test_a_team_repository_prints_its_own_entry(workdir: Path, platform_dir: Pat
         "pods": 10,
         "requests": {"cpu": "2500m", "memory": "5Gi"},
         "limits": {"cpu": "3750m", "memory": "7680Mi"},
+    }
+
+
+def test_a_team_may_have_a_vault_in_any_environment_the_platform_has(platform_dir: Path) -> None:
+    shutil.copy(platform_dir / "environments" / "test.yaml", platform_dir / "environments" / "qa.yaml")
+    edit(platform_dir, "demo", {"key_vaults": {"qa": "https://kv-demo-qa.vault.azure.net/"}})
+    assert load_registry(platform_dir)["demo"].team.vault_urls == {
+        "qa": "https://kv-demo-qa.vault.azure.net/"
     }

@@ -6,9 +6,12 @@ functions, raising AirflowClusterPolicyViolation with the findings' messages.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ariel_airflow.rules.base import Finding
 from ariel_airflow.rules.dags import check_dag, check_task
@@ -48,6 +51,43 @@ def task_policy(task: Any) -> None:
     _refuse(check_task(task, team))
     if team is not None:
         task.pool = team.pool
+        task.executor_config = team_executor_config(task.executor_config, team.pod_template_file)
+
+
+def team_executor_config(executor_config: Any, template: Path) -> Any:
+    """On the cluster, a team's task runs on its team's pod template (``cluster/task_pods.py``), in
+    the team's namespace as the team's service account, whatever its DAG's executor_config says;
+    the DAG's ``pod_override`` keeps the rest (its profile's resources).
+
+    The executor gives each pod its own namespace unless the ``pod_override`` names one
+    (``PodGenerator.construct_pod`` merges template, executor, override in that order), and reads
+    the running task's logs from that same namespace. Where no template is (``ariel check``, the
+    local stack), executor_config stays as the DAG wrote it.
+    """
+    if not template.is_file():
+        return executor_config
+    import copy
+
+    from airflow.providers.cncf.kubernetes.pod_generator import PodGenerator
+
+    config = dict(executor_config or {})
+    own = PodGenerator.from_obj(config)  # the DAG's pod_override: shared by tasks, so copied
+    team_pod = _team_placement(str(template), template.stat().st_mtime)
+    config["pod_override"] = PodGenerator.reconcile_pods(copy.deepcopy(own), team_pod) if own else team_pod
+    config["pod_template_file"] = str(template)
+    return config
+
+
+@functools.lru_cache(maxsize=64)
+def _team_placement(template: str, mtime: float) -> Any:
+    """A pod with only the template's namespace and service account: what the override forces."""
+    from kubernetes.client import models as k8s
+
+    pod = yaml.safe_load(Path(template).read_text())
+    return k8s.V1Pod(
+        metadata=k8s.V1ObjectMeta(namespace=pod["metadata"]["namespace"]),
+        spec=k8s.V1PodSpec(containers=[], service_account_name=pod["spec"]["serviceAccountName"]),
+    )
 
 
 def pod_mutation_hook(pod: Any) -> None:

@@ -9,6 +9,7 @@ name it generates equals this model's.
 from __future__ import annotations
 
 import functools
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -48,6 +49,10 @@ SECRETS_FILE = "secrets.yaml"
 PROFILES_FILE = "resource_profiles.yaml"
 LOCAL_SECRETS_DIR = ".local"
 STATE_DIR = ".ariel"
+# On the cluster: each team's task pod template, as render derives it (cluster/task_pods.py), where the
+# scheduler and the dag-processors mount it.
+TEAM_POD_TEMPLATES_DIR = Path("/opt/airflow/pod_templates/teams")
+TEAM_POD_TEMPLATES_SETTING = "ARIEL_TEAM_POD_TEMPLATES"  # another folder (tests, other layouts)
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,12 @@ class Team:
     def labels(self) -> dict[str, str]:
         """The labels of every task pod: the team, and Azure workload identity for its service account."""
         return {TEAM_LABEL: self.name, WORKLOAD_IDENTITY_LABEL: "true"}
+
+    @property
+    def pod_template_file(self) -> Path:
+        """The team's task pod template on the cluster (absent elsewhere)."""
+        folder = os.environ.get(TEAM_POD_TEMPLATES_SETTING) or TEAM_POD_TEMPLATES_DIR
+        return Path(folder) / f"{self.name}.yaml"
 
     @property
     def bundle_name(self) -> str:

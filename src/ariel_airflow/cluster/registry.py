@@ -12,15 +12,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ariel_airflow.cluster.capacity import Amount
-from ariel_airflow.cluster.environments import ClientId
+from ariel_airflow.cluster.environments import ClientId, environment_names
 from ariel_airflow.errors import UserError
 from ariel_airflow.profiles import Resources, parse_quantity
 from ariel_airflow.team import ENVIRONMENTS, Namespace, Team, TeamName, TeamRepo, validation_error
 
 TEAMS_DIR = "teams"
+ENVIRONMENTS_CONTEXT = "environments"
 
 
 class Repository(BaseModel):
@@ -66,12 +75,12 @@ class RegistryEntry(BaseModel):
 
     @field_validator("key_vaults")
     @classmethod
-    def _environments(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = sorted(set(value) - set(ENVIRONMENTS))
+    def _environments(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # The platform's environments are its files (load_registry passes them); else the template's.
+        known = (info.context or {}).get(ENVIRONMENTS_CONTEXT) or ENVIRONMENTS
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown environment {unknown[0]!r}; the platform has {', '.join(ENVIRONMENTS)}"
-            )
+            raise ValueError(f"unknown environment {unknown[0]!r}; the platform has {', '.join(known)}")
         return value
 
     @property
@@ -87,8 +96,9 @@ def load_registry(platform_dir: Path) -> dict[str, RegistryEntry]:
     """Every registered team, by name; errors name the file, the field and the fix."""
     entries: dict[str, RegistryEntry] = {}
     owners: dict[str, Path] = {}  # namespace -> the entry that claims it
+    environments = environment_names(platform_dir)
     for path in sorted((platform_dir / TEAMS_DIR).glob("*.yaml")):
-        entry = _load_entry(path)
+        entry = _load_entry(path, environments)
         if path.stem != entry.name:
             raise UserError(
                 f"the file of team {entry.name!r} is named {path.name!r}",
@@ -107,7 +117,7 @@ def load_registry(platform_dir: Path) -> dict[str, RegistryEntry]:
     return entries
 
 
-def _load_entry(path: Path) -> RegistryEntry:
+def _load_entry(path: Path, environments: list[str]) -> RegistryEntry:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
@@ -115,7 +125,7 @@ def _load_entry(path: Path) -> RegistryEntry:
     if not isinstance(data, dict):
         raise UserError("must be a YAML mapping", where=str(path), fix="see platform/teams/ for an example")
     try:
-        return RegistryEntry.model_validate(data)
+        return RegistryEntry.model_validate(data, context={ENVIRONMENTS_CONTEXT: environments})
     except ValidationError as exc:
         raise validation_error(exc, path, "see the team registry in the README") from None
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ariel_airflow.cluster import platform_secrets, pools
+from ariel_airflow.cluster import platform_secrets, pools, task_pods
 from ariel_airflow.cluster.charts import find_chart
 from ariel_airflow.cluster.dag_processors import per_team
 from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
@@ -52,6 +52,8 @@ WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 PLATFORM_IDENTITY_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer", "pgbouncer")
 # The chart's Role for launching task pods: its rules are granted in every team namespace too.
 POD_LAUNCHER_ROLE = "pod-launcher-role"
+# Task pods run in the team namespaces: the platform's Services by their full names (AKS's domain).
+CLUSTER_DOMAIN = "cluster.local"
 
 
 @dataclass
@@ -121,6 +123,7 @@ def effective_values(
     """The values ``helm upgrade --install -f`` takes: the files, then what render computes (and
     the teams' Airflow pools, created on deploy by the chart's migration job)."""
     values = file_values(env.name, platform_dir)
+    api_port = values.get("ports", {}).get("apiServer", 8080)
     teams = [entry.team for entry in registry.values()]
     bundles = [
         {
@@ -151,7 +154,11 @@ def effective_values(
         "defaultAirflowTag": env.image.tag,
         "data": {"metadataConnection": {"host": env.database.host, "db": env.database.database}},
         "config": {
-            "core": {"auth_manager": FAB_AUTH_MANAGER},
+            "core": {
+                "auth_manager": FAB_AUTH_MANAGER,
+                "execution_api_server_url": f"http://{service_host('api-server')}:{api_port}/execution/",
+            },
+            "metrics": {"statsd_host": service_host("statsd")},
             "secrets": {"backend_kwargs": json.dumps({"vault_url": env.key_vault.url})},
             "dag_processor": {"dag_bundle_config_list": json.dumps(bundles)},
             "kubernetes_executor": {
@@ -159,13 +166,18 @@ def effective_values(
             },
         },
     }
-    computed = merge(computed, platform_secrets.chart_values())
+    computed = merge(merge(computed, platform_secrets.chart_values()), task_pods.chart_values())
     if env.dag_processor_per_team:
         # The chart's own dag-processor stays, scaled to none: its service account and RBAC serve the
         # per-team copies that render adds beside the chart (dag_processors.py).
         computed["dagProcessor"] = {**computed["dagProcessor"], "replicas": 0}
     team_pools = pools.team_pools(registry, load_profiles(platform_dir / PROFILES_FILE))
     return merge(merge(values, computed), pools.chart_values(team_pools))
+
+
+def service_host(component: str) -> str:
+    """A platform Service's name as pods in other namespaces resolve it."""
+    return f"{RELEASE}-{component}.{NAMESPACE}.svc.{CLUSTER_DOMAIN}"
 
 
 def sign_in_values(env: Environment, platform_dir: Path) -> dict[str, Any]:
@@ -359,16 +371,21 @@ class RenderResult:
     chart: Path  # the official chart rendered (a folder or a .tgz)
     chart_objects: list[dict[str, Any]]  # what the official chart renders with ``values``
     dag_processors: list[dict[str, Any]]  # one per team, beside the chart's (scaled to none)
+    team_pod_templates: dict[str, Any]  # the ConfigMap of each team's task pod template
     team_objects: dict[str, list[dict[str, Any]]]
+
+    def beside_chart(self) -> list[dict[str, Any]]:
+        """The platform-namespace objects the kit adds to the chart's."""
+        return [self.team_pod_templates, *self.dag_processors]
 
     def platform_objects(self) -> list[dict[str, Any]]:
         """What the release installs beside the official chart."""
         teams = [obj for objects in self.team_objects.values() for obj in objects]
-        return [*teams, *self.dag_processors]
+        return [*teams, *self.beside_chart()]
 
     def files(self) -> dict[str, dict[str, Any]]:
         """Every object by the path ``render`` writes it to, relative to ``--out``."""
-        files = {chart_object_path(obj): obj for obj in [*self.chart_objects, *self.dag_processors]}
+        files = {chart_object_path(obj): obj for obj in [*self.chart_objects, *self.beside_chart()]}
         for team, objects in self.team_objects.items():
             files.update({team_object_path(team, obj): obj for obj in objects})
         return files
@@ -401,10 +418,16 @@ def render_in_memory(
 
     scheduler_account = values["scheduler"]["serviceAccount"]["name"]
     rules = _launcher_rules(chart_objects)
+    templates, task_configs = task_pods.render_team_pods(
+        chart_objects, registry, env, release=RELEASE, namespace=NAMESPACE
+    )
     team_objects_ = {
-        name: team_objects(entry, default, scheduler_account, rules) for name, entry in registry.items()
+        name: [*team_objects(entry, default, scheduler_account, rules), task_configs[name]]
+        for name, entry in registry.items()
     }
-    return RenderResult(env, registry, values, files, chart_path, chart_objects, processors, team_objects_)
+    return RenderResult(
+        env, registry, values, files, chart_path, chart_objects, processors, templates, team_objects_
+    )
 
 
 def render(
@@ -433,7 +456,7 @@ def render(
     catalog = load_profiles(platform_dir / PROFILES_FILE)
     pools_path.write_text(pools.pools_json(pools.team_pools(result.registry, catalog)))
     rendered = Rendered(out=out, values=values_path, pools=pools_path)
-    chart_objects = [*result.chart_objects, *result.dag_processors]
+    chart_objects = [*result.chart_objects, *result.beside_chart()]
     rendered.chart_objects = [_write(out / chart_object_path(obj), obj) for obj in chart_objects]
     for team, objects in result.team_objects.items():
         rendered.team_objects[team] = [_write(out / team_object_path(team, obj), obj) for obj in objects]

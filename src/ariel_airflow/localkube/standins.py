@@ -9,8 +9,9 @@
   loaded into the nodes trust (``cluster_images``).
 - **Azure Database for PostgreSQL**: Postgres over TLS at the environment's database host (a
   Service name of this cluster), whose principals' passwords are the Entra tokens issued for them.
-- **Azure Key Vault** (the environment's vault: ``keyvault_standin``), holding each team's git
-  connection, readable by the platform identity.
+- **Azure Key Vault** (``keyvault_standin``): the environment's vault, holding each team's git
+  connection, readable by the platform identity; and each team's vault, holding what its repository
+  declares (stand-in values), readable by the team's identity only.
 - **Azure DevOps Repos** (each registered repository's host: ``git_standin``): each team's
   repository, generated from the kit's template, cloned only with the team's token.
 - **The sign-in app registration's client secret**, in the Secret the environment's ``sign_in``
@@ -36,6 +37,8 @@ from ariel_airflow.errors import UserError
 from ariel_airflow.localkube import entra_standin, git_standin, keyvault_standin
 from ariel_airflow.localkube.layout import CLUSTER_DOMAIN
 from ariel_airflow.localkube.pki import Pki
+from ariel_airflow.secret_names import vault_secret_name
+from ariel_airflow.team import Team, TeamRepo
 
 NAMESPACE = "azure-standins"
 ENTRA_HOST = "login.microsoftonline.com"
@@ -98,6 +101,7 @@ def dns_rewrites(env: Environment, registry: dict[str, RegistryEntry]) -> dict[s
     return {
         ENTRA_HOST: service_host(ENTRA_SERVICE),
         vault_host(env): service_host(KEYVAULT_SERVICE),
+        **dict.fromkeys(team_vaults(env, registry).values(), service_host(KEYVAULT_SERVICE)),
         **dict.fromkeys(repository_hosts(registry), service_host(GIT_SERVICE)),
     }
 
@@ -124,9 +128,9 @@ def git_connection(entry: RegistryEntry, token: str) -> str:
     )
 
 
-def repository_bundle(entry: RegistryEntry, workdir: Path) -> bytes:
+def team_repository(entry: RegistryEntry, workdir: Path) -> Path:
     """The team's repository, generated from the kit's template as ``copier copy`` makes it, one
-    commit on its registered ref, as a git bundle."""
+    commit on its registered ref."""
     from ariel_airflow.template import generate_team_repo
 
     try:
@@ -139,9 +143,29 @@ def repository_bundle(entry: RegistryEntry, workdir: Path) -> bytes:
     git = ["git", "-C", str(repo), "-c", "user.name=ariel", "-c", "user.email=ariel@localhost"]
     for args in (["init", "-q", "-b", entry.repository.ref], ["add", "-A"], ["commit", "-qm", "generated"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
-    bundle = workdir / f"{entry.team.name}.bundle"
-    subprocess.run([*git, "bundle", "create", "-q", str(bundle), "--all"], check=True, capture_output=True)
+    return repo
+
+
+def repository_bundle(repo: Path, workdir: Path) -> bytes:
+    """``repo`` with all its refs, as a git bundle (what the git stand-in serves)."""
+    bundle = workdir / f"{repo.name}.bundle"
+    subprocess.run(["git", "-C", str(repo), "bundle", "create", "-q", str(bundle), "--all"], check=True)
     return bundle.read_bytes()
+
+
+def standin_secrets(repo: TeamRepo, team: Team) -> dict[str, str]:
+    """What the team's vault holds here: each connection and variable its repository declares, by
+    its Key Vault name, with a stand-in value (a connection of the declared type to a host that
+    names it)."""
+    declared = repo.secrets
+    connections = {
+        vault_secret_name(
+            team, "connection", id
+        ): f"{spec.type or 'generic'}://standin:standin@{id}.standin/{id}"
+        for id, spec in declared.connections.items()
+    }
+    variables = {vault_secret_name(team, "variable", id): f"standin-{id}" for id in declared.variables}
+    return {**connections, **variables}
 
 
 def admin_password(state: Path) -> str:
@@ -180,6 +204,7 @@ def objects(
             fix=f"write <name>.{NAMESPACE}.svc.{CLUSTER_DOMAIN}",
         )
     principals = {env.platform_identity.client_id: METADATA_USER}
+    bundles, vault_secrets = team_repositories(registry)
     return [
         *workload_identity_policy(env),
         namespace(release_namespace),
@@ -218,11 +243,20 @@ def objects(
                 for name, entry in registry.items()
             },
         },
+        *(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": f"team-vault-{name}", "namespace": NAMESPACE},
+                "stringData": vault_secrets[name],
+            }
+            for name in team_vaults(env, registry)
+        ),
         {
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": "team-repositories", "namespace": NAMESPACE},
-            "binaryData": repository_bundles(registry),
+            "binaryData": bundles,
         },
         service(ENTRA_SERVICE, 443, ENTRA_PORT),
         service(KEYVAULT_SERVICE, 443, KEYVAULT_PORT),
@@ -232,12 +266,24 @@ def objects(
     ]
 
 
-def repository_bundles(registry: dict[str, RegistryEntry]) -> dict[str, str]:
+def team_repositories(registry: dict[str, RegistryEntry]) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
+    """Each team's repository as a git bundle (base64, by file name), and its vault's secrets."""
+    bundles, vaults = {}, {}
     with tempfile.TemporaryDirectory(prefix="ariel-repos-") as workdir:
-        return {
-            f"{name}.bundle": base64.b64encode(repository_bundle(entry, Path(workdir))).decode()
-            for name, entry in registry.items()
-        }
+        for name, entry in registry.items():
+            repo = team_repository(entry, Path(workdir))
+            bundles[f"{name}.bundle"] = base64.b64encode(repository_bundle(repo, Path(workdir))).decode()
+            vaults[name] = standin_secrets(TeamRepo.load(repo), entry.team)
+    return bundles, vaults
+
+
+def team_vaults(env: Environment, registry: dict[str, RegistryEntry]) -> dict[str, str]:
+    """The vault host of each team that has a vault in ``env``, by team."""
+    return {
+        name: urlsplit(entry.key_vaults[env.name]).hostname or ""
+        for name, entry in registry.items()
+        if env.name in entry.key_vaults
+    }
 
 
 # Postgres asks PAM for the principals' passwords; pam_exec runs TOKEN_CHECK with the password on
@@ -401,7 +447,7 @@ def azure_pod(
                     "containers": [
                         database_container,
                         entra_container,
-                        keyvault_container(env, airflow_image, tokens),
+                        keyvault_container(env, registry, airflow_image, tokens),
                         git_container(registry, state, airflow_image),
                     ],
                     "volumes": [
@@ -413,6 +459,10 @@ def azure_pod(
                         {"name": "entra-tokens", "emptyDir": {"medium": "Memory"}},
                         {"name": "keyvault-tls", "secret": {"secretName": f"{KEYVAULT_SERVICE}-tls"}},
                         {"name": "platform-vault", "secret": {"secretName": "platform-vault"}},
+                        *(
+                            {"name": f"team-vault-{name}", "secret": {"secretName": f"team-vault-{name}"}}
+                            for name in team_vaults(env, registry)
+                        ),
                         {"name": "git-tls", "secret": {"secretName": f"{GIT_SERVICE}-tls"}},
                         {"name": "team-repositories", "configMap": {"name": "team-repositories"}},
                     ],
@@ -422,8 +472,17 @@ def azure_pod(
     }
 
 
-def keyvault_container(env: Environment, image: str, tokens: dict[str, str]) -> dict[str, Any]:
+def keyvault_container(
+    env: Environment, registry: dict[str, RegistryEntry], image: str, tokens: dict[str, str]
+) -> dict[str, Any]:
     host = vault_host(env)
+    teams = team_vaults(env, registry)
+    # The platform identity reads the platform's vault, each team's identity its own team's (their
+    # role assignments on Azure).
+    readers = {
+        host: [env.platform_identity.client_id],
+        **{team_host: [registry[name].managed_identity_client_id] for name, team_host in teams.items()},
+    }
     return {
         "name": KEYVAULT_SERVICE,
         "image": image,
@@ -437,11 +496,7 @@ def keyvault_container(env: Environment, image: str, tokens: dict[str, str]) -> 
             "--vaults=/vaults",
         ],
         "env": [
-            # The platform identity reads the platform's vault (its role assignment on Azure).
-            {
-                "name": keyvault_standin.READERS_SETTING,
-                "value": json.dumps({host: [env.platform_identity.client_id]}),
-            },
+            {"name": keyvault_standin.READERS_SETTING, "value": json.dumps(readers)},
             {"name": keyvault_standin.TENANT_SETTING, "value": env.sign_in.tenant_id},
         ],
         "ports": [{"containerPort": KEYVAULT_PORT}],
@@ -450,6 +505,10 @@ def keyvault_container(env: Environment, image: str, tokens: dict[str, str]) -> 
             {"name": "keyvault-tls", "mountPath": "/tls", "readOnly": True},
             {**tokens, "readOnly": True},
             {"name": "platform-vault", "mountPath": f"/vaults/{host}", "readOnly": True},
+            *(
+                {"name": f"team-vault-{name}", "mountPath": f"/vaults/{team_host}", "readOnly": True}
+                for name, team_host in teams.items()
+            ),
         ],
     }
 
