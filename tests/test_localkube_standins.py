@@ -152,3 +152,82 @@ def test_the_key_vault_standin_answers_only_tokens_entra_issued_for_it(tmp_path:
         assert get("made-up")[0] == 401
     finally:
         server.shutdown()
+
+
+def test_a_person_signs_in_with_the_entra_standin_as_fab_does(tmp_path: Path) -> None:
+    """OpenID Connect's authorization code flow through authlib (FAB's OAuth library): a code for the
+    person login_hint names, redeemed with the app's secret for an id_token that FAB's checks accept
+    (RS256 against the served keys, issuer of the tenant, audience of the app); refusals as Entra's."""
+    import threading
+
+    import requests
+    from authlib.integrations.requests_client import OAuth2Session
+    from authlib.jose import JsonWebKey, jwt
+    from standin_network import TestCA
+
+    from ariel_airflow.localkube.entra_signin import SignIn
+    from ariel_airflow.localkube.standin_server import tls_server
+
+    ca = TestCA(tmp_path / "ca")
+    cert, key = ca.issue("localhost")
+    app = {"client_id": "app-1", "client_secret": "s3cret"}
+    people = {"ann@ariel.example": {"name": "Ann", "roles": ["Airflow.Viewer"], "groups": ["g-demo"]}}
+    service = entra_standin.TokenService(None, None, 360, None)  # type: ignore[arg-type]
+    server = tls_server(entra_standin.handler(service, SignIn(app, people)), 0, str(cert), str(key))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tenant = "20000000-0000-0000-0000-000000000000"
+    base = f"https://localhost:{server.server_address[1]}/{tenant}"
+    callback = "http://airflow.local/auth/oauth-authorized/azure"
+
+    def session(secret: str) -> OAuth2Session:
+        return OAuth2Session("app-1", secret, scope="openid email profile", redirect_uri=callback)
+
+    def sign_in(client: OAuth2Session, login: str) -> requests.Response:
+        url, _ = client.create_authorization_url(
+            f"{base}/oauth2/v2.0/authorize", nonce="n-1", login_hint=login
+        )
+        return requests.get(url, allow_redirects=False, verify=str(ca.ca_file), timeout=10)
+
+    try:
+        client = session("s3cret")
+        answer = sign_in(client, "ann@ariel.example")
+        assert answer.status_code == 302 and answer.headers["Location"].startswith(callback + "?code=")
+        token = client.fetch_token(
+            f"{base}/oauth2/v2.0/token",
+            authorization_response=answer.headers["Location"],
+            verify=str(ca.ca_file),
+        )
+        keys = requests.get(f"{base}/discovery/v2.0/keys", verify=str(ca.ca_file), timeout=10).json()
+        claims = jwt.decode(
+            token["id_token"],
+            JsonWebKey.import_key_set(keys),
+            claims_options={
+                "iss": {"essential": True, "values": [f"https://login.microsoftonline.com/{tenant}/v2.0"]},
+                "aud": {"essential": True, "value": "app-1"},
+            },
+        )
+        claims.validate()
+        assert (claims["email"], claims["roles"], claims["groups"], claims["nonce"]) == (
+            "ann@ariel.example",
+            ["Airflow.Viewer"],
+            ["g-demo"],
+            "n-1",
+        )
+        # The same code twice, a wrong secret, a stranger: Entra's refusals.
+        with pytest.raises(Exception, match="invalid_grant"):
+            client.fetch_token(
+                f"{base}/oauth2/v2.0/token",
+                authorization_response=answer.headers["Location"],
+                verify=str(ca.ca_file),
+            )
+        wrong = session("guess")
+        with pytest.raises(Exception, match="invalid_client"):
+            wrong.fetch_token(
+                f"{base}/oauth2/v2.0/token",
+                authorization_response=sign_in(wrong, "ann@ariel.example").headers["Location"],
+                verify=str(ca.ca_file),
+            )
+        stranger = sign_in(client, "eve@ariel.example")
+        assert stranger.status_code == 401 and "AADSTS50034" in stranger.text
+    finally:
+        server.shutdown()

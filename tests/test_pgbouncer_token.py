@@ -354,3 +354,32 @@ def test_the_sidecar_exits_2_with_a_message_on_a_too_long_token(tmp_path: Path) 
     assert result.returncode == 2, result.stderr
     assert f"the Entra token is {MAX_PASSWORD_BYTES + 1} bytes" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_pgbouncer_gets_its_config_before_the_first_token(tmp_path: Path) -> None:
+    """PgBouncer must listen within the chart's liveness probe's 30 s; a first token can take longer
+    on a busy node. The config comes at once (no server password yet), the token when it comes."""
+    import threading
+
+    (tmp_path / "users.txt").write_text(CHART_USERS)
+    (tmp_path / "pgbouncer.ini").write_text(CHART_INI)
+    (tmp_path / "out").mkdir()
+    issue = threading.Event()
+
+    class SlowToken:
+        def get_token(self, *scopes: str, **kwargs: object) -> AccessToken:
+            issue.wait(30)
+            return AccessToken("the-token", int(time.time()) + 3600)
+
+    refresher = Refresher(entra.TokenCache(SlowToken()), ROLE, tmp_path, tmp_path / "out")
+    threading.Thread(target=refresher.run, args=(0.2,), daemon=True).start()
+    ini = tmp_path / "out" / "pgbouncer.ini"
+    deadline = time.monotonic() + 10
+    while not ini.exists():
+        assert time.monotonic() < deadline, "no config before the first token"
+        time.sleep(0.1)
+    assert "password=''" in ini.read_text() and "the-token" not in ini.read_text()
+    issue.set()
+    while "the-token" not in ini.read_text():
+        assert time.monotonic() < deadline + 20, "the token never reached the config"
+        time.sleep(0.1)

@@ -439,3 +439,185 @@ def test_the_demo_teams_dag_runs_in_its_namespace_as_its_identity(installed: tup
         "cpu": "500m",
         "memory": "2Gi",
     }  # medium
+
+
+# A browser's sign-in, run in the api-server's pod (it resolves Azure's names to the stand-ins and
+# trusts their CA): the api-server sends it to Entra, Entra back with a code, the api-server
+# redeems it and hands the browser its API token (a cookie); then the REST API, as the person.
+SIGN_IN = """\
+import json, sys
+import requests
+
+api, login = "http://localhost:8080", sys.argv[1]
+browser = requests.Session()
+to_entra = browser.get(f"{api}/auth/login/azure", allow_redirects=False).headers["Location"]
+answer = browser.get(f"{to_entra}&login_hint={login}", allow_redirects=False)
+if answer.status_code != 302:
+    print(json.dumps({"entra": answer.status_code, "said": answer.text}))
+    sys.exit()
+browser.get(answer.headers["Location"], allow_redirects=False)  # the api-server redeems the code
+dags = browser.get(f"{api}/api/v2/dags")
+ids = [dag["dag_id"] for dag in dags.json().get("dags", [])] if dags.ok else []
+signed_in = "_token" in browser.cookies
+print(json.dumps({"entra": 302, "token": signed_in, "dags": dags.status_code, "dag_ids": ids}))
+"""
+
+
+def sign_in(kubeconfig: Path, login: str) -> dict[str, Any]:
+    done = kubectl_exec(kubeconfig, "airflow-api-server", "api-server", "python", "-c", SIGN_IN, login)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_a_person_signs_in_with_entra_id(installed: tuple[Path, Path]) -> None:
+    """FAB's OAuth against the Entra stand-in: the platform administrator (app role Airflow.Admin)
+    signs in and lists the DAGs through the REST API; someone Entra does not know is refused there."""
+    from ariel_airflow.localkube import standins
+
+    kubeconfig, _ = installed
+    admin = sign_in(kubeconfig, standins.ADMIN_LOGIN)
+    assert admin["token"] and admin["dags"] == 200, admin
+    assert "demo__daily_export" in admin["dag_ids"], admin
+    stranger = sign_in(kubeconfig, "eve@example.com")
+    assert stranger["entra"] == 401 and "AADSTS50034" in stranger["said"], stranger
+
+
+# The proposal's open question, by experiment: a team fills its quota with a storm of poke-mode
+# sensors. Twelve "small" sensors ask for more than the demo team's quota holds (10 pods,
+# 2500m CPU requested); its pool holds 5 (what the quota holds of its largest profile, medium).
+STORM_DAG = """\
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.sensors.python import PythonSensor
+from airflow.sdk import dag
+from ariel_airflow.profiles import profile
+
+
+@dag(
+    dag_id="demo__quota_storm",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["team:demo"],
+    default_args={"owner": "demo@example.com", "retries": 0, "execution_timeout": timedelta(minutes=10)},
+)
+def quota_storm():
+    for number in range(12):
+        PythonSensor(
+            task_id=f"sensor_{number}",
+            python_callable=lambda: False,  # never ready: each holds its pod until its timeout
+            mode="poke",
+            poke_interval=15,
+            timeout=60,
+            soft_fail=True,  # timed out: skipped, so a failure can only come from the platform
+            executor_config=profile("small"),
+        )
+
+
+quota_storm()
+"""
+STORM_DAG_ID, STORM_TASKS, TEAM_POOL_SLOTS = "demo__quota_storm", 12, 5
+
+
+def push_to_demo_repository(kubeconfig: Path, path: str, text: str) -> None:
+    """Commit a file to the demo team's repository on the git stand-in (as a team member pushes)."""
+    from ariel_airflow.localkube import standins
+
+    script = (
+        "set -e; rm -rf /tmp/work; git clone -q /tmp/git/example/airflow/_git/team-demo /tmp/work;"
+        f" cat > /tmp/work/{path}; cd /tmp/work; git add -A;"
+        " git -c user.name=demo -c user.email=demo@example.com commit -qm storm; git push -q origin HEAD:main"
+    )
+    argv = [program("kubectl"), "-n", standins.NAMESPACE, "exec", "-i", f"deployment/{standins.NAMESPACE}"]
+    done = subprocess.run(
+        [*argv, "-c", standins.GIT_SERVICE, "--", "sh", "-c", script],
+        input=text, capture_output=True, text=True, env={"KUBECONFIG": str(kubeconfig), "HOME": "/tmp"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+def task_states(kubeconfig: Path, run_id: str) -> dict[str, str]:
+    states = airflow_cli(kubeconfig, "tasks", "states-for-dag-run", STORM_DAG_ID, run_id)
+    return {entry["task_id"]: entry["state"] for entry in states}
+
+
+def storm(kubeconfig: Path, run_id: str, seconds: float = 600) -> tuple[list[dict[str, int]], dict[str, str]]:
+    """Trigger a storm run and sample its task states every 10 s until it ends."""
+    kubectl_exec(
+        kubeconfig,
+        "airflow-scheduler",
+        "scheduler",
+        "airflow",
+        "dags",
+        "trigger",
+        STORM_DAG_ID,
+        "--run-id",
+        run_id,
+    )
+    samples: list[dict[str, int]] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        states = task_states(kubeconfig, run_id)
+        counts: dict[str, int] = {}
+        for state in states.values():
+            counts[str(state)] = counts.get(str(state), 0) + 1
+        samples.append(counts)
+        if sum(counts.get(s, 0) for s in ("success", "skipped", "failed", "upstream_failed")) == STORM_TASKS:
+            return samples, states
+        time.sleep(10)
+    raise AssertionError(f"the storm run {run_id} did not end: {samples[-3:]}")
+
+
+def test_a_team_filling_its_quota_waits_in_its_pool_and_without_the_pool_fails(
+    installed: tuple[Path, Path],
+) -> None:
+    """With the team's pool, the storm's tasks beyond its slots wait (scheduled), and none fails.
+    Without it (the pool opened wide), the executor creates more pods than the quota admits: the API
+    server refuses them (403 exceeded quota), and the executor fails those tasks at once
+    (task_publish_max_retries 0). docs/platform.md records what this prints."""
+    kubeconfig, _ = installed
+    push_to_demo_repository(kubeconfig, "dags/demo_quota_storm.py", STORM_DAG)
+    deadline = time.monotonic() + 300
+    while STORM_DAG_ID not in {d["dag_id"] for d in airflow_cli(kubeconfig, "dags", "list")}:
+        assert time.monotonic() < deadline, "the storm DAG was not parsed from the pushed commit"
+        time.sleep(10)
+    kubectl_exec(kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "unpause", STORM_DAG_ID)
+
+    samples, final = storm(kubeconfig, "storm_with_team_pool")
+    print("with the team pool:", samples, final)
+    assert max(sample.get("running", 0) for sample in samples) <= TEAM_POOL_SLOTS
+    assert any(sample.get("scheduled", 0) >= STORM_TASKS - TEAM_POOL_SLOTS for sample in samples), samples
+    assert set(final.values()) == {"skipped"}, final  # every sensor ran to its own timeout; none failed
+
+    pool = airflow_cli(kubeconfig, "pools", "get", "team-demo")
+    kubectl_exec(
+        kubeconfig, "airflow-scheduler", "scheduler", "airflow", "pools", "set", "team-demo", "100", "open"
+    )
+    try:
+        samples, final = storm(kubeconfig, "storm_without_team_pool")
+    finally:
+        slots, description = str(pool[0]["slots"]), pool[0]["description"] or "team pool"
+        kubectl_exec(
+            kubeconfig,
+            "airflow-scheduler",
+            "scheduler",
+            "airflow",
+            "pools",
+            "set",
+            "team-demo",
+            slots,
+            description,
+        )
+    print("without the team pool:", samples, final)
+    failed = [task for task, state in final.items() if state == "failed"]
+    assert failed, final
+    log = run(
+        program("kubectl"),
+        "-n",
+        NAMESPACE,
+        "logs",
+        "deployment/airflow-scheduler",
+        "-c",
+        "scheduler",
+        kubeconfig=kubeconfig,
+    )
+    assert "exceeded quota" in log

@@ -195,3 +195,57 @@ def test_the_scheduler_and_the_dag_processors_mount_the_team_templates(rendered:
         assert volumes[task_pods.TEMPLATES_VOLUME]["configMap"]["name"] == task_pods.TEAM_TEMPLATES_CONFIGMAP
         mounts = [m for c in spec["containers"] for m in c.get("volumeMounts") or []]
         assert any(m["name"] == task_pods.TEMPLATES_VOLUME for m in mounts)
+
+
+FOREIGN_DAG = """\
+from datetime import timedelta
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG
+args = {"owner": "alpha@example.com", "retries": 1, "execution_timeout": timedelta(minutes=5)}
+with DAG("alpha__in_demos_bundle", schedule=None, tags=["team:alpha"], default_args=args):
+    EmptyOperator(task_id="t")
+"""
+LOAD_LIKE_THE_DAG_PROCESSOR = """\
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1], bundle_path=sys.argv[1], bundle_name="demo")
+print(json.dumps({"errors": list(bag.import_errors.values()), "dags": list(bag.dags)}))
+"""
+
+
+def test_a_dag_in_one_teams_bundle_cannot_run_as_another_team(tmp_path: Path) -> None:
+    """Team demo's dag-processor (its Deployment says whose bundle it parses) refuses a DAG that
+    names itself into team alpha: it would otherwise run in alpha's namespace with alpha's vault."""
+    from ariel_airflow.policies import local_settings_source
+    from ariel_airflow.team import BUNDLE_TEAM_SETTING
+
+    home, dags = tmp_path / "airflow", tmp_path / "dags"
+    (home / "config").mkdir(parents=True)
+    (home / "config" / LOCAL_SETTINGS_FILE).write_text(local_settings_source())
+    dags.mkdir()
+    (dags / "foreign.py").write_text(FOREIGN_DAG)
+    env = {**os.environ, "AIRFLOW_HOME": str(home), BUNDLE_TEAM_SETTING: "demo"}
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_LIKE_THE_DAG_PROCESSOR, str(dags)],
+        env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded["dags"] == []
+    (error,) = loaded["errors"]
+    assert "ARL603" in error and "'demo__'" in error
+
+
+def test_each_teams_dag_processor_says_whose_bundle_it_parses(rendered: Any) -> None:
+    for deployment in rendered.dag_processors:
+        team = deployment["metadata"]["labels"]["ariel.io/team"]
+        (container,) = [
+            c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "dag-processor"
+        ]
+        assert {"name": "ARIEL_BUNDLE_TEAM", "value": team} in container["env"]
+
+
+def test_a_team_namespace_enforces_the_baseline_pod_security_standard(rendered: Any) -> None:
+    for objects in rendered.team_objects.values():
+        (namespace,) = [o for o in objects if o["kind"] == "Namespace"]
+        assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"

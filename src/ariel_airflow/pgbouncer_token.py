@@ -177,14 +177,19 @@ class Refresher:
     def write(self) -> bool:
         """Write the users file and pgbouncer.ini when the token changed; True when it did."""
         token = self.tokens.password()
+        if token == self.written:
+            return False
+        self.write_files(token)
+        self.written = token
+        return True
+
+    def write_files(self, token: str) -> None:
         if len(token.encode()) > MAX_PASSWORD_BYTES:
             raise TokenTooLong(
                 f"the Entra token is {len(token.encode())} bytes; PgBouncer keeps at most"
                 f" {MAX_PASSWORD_BYTES} of a password: run a PgBouncer built with a larger MAX_PASSWORD"
                 " (pgbouncer.image in the platform values)"
             )
-        if token == self.written:
-            return False
         key_file = self.out / CLIENT_TLS_KEY
         if not key_file.exists() or not key_file.stat().st_size:
             cert, key = self_signed_certificate(CLIENT_TLS_NAME)
@@ -199,8 +204,6 @@ class Refresher:
         write_atomically(
             self.out / "pgbouncer.ini", pgbouncer_ini(chart_ini, self.server_user, token, self.out)
         )
-        self.written = token
-        return True
 
     def reload(self) -> None:
         with psycopg.connect(
@@ -224,7 +227,10 @@ class Refresher:
         return True
 
     def run(self, check_seconds: float = CHECK_SECONDS) -> None:
-        self.write()  # before PgBouncer starts: it waits for this file (see platform/helm/values.yaml)
+        # PgBouncer starts once its config exists (platform/helm/values.yaml) and must listen within
+        # the chart's liveness probe's 30 seconds; the first token can take longer on a busy node.
+        # Until it comes, logins to the server fail and clients retry.
+        self.write_files(token="")
         reloaded = False
         while True:
             try:

@@ -7,6 +7,7 @@ functions, raising AirflowClusterPolicyViolation with the findings' messages.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import yaml
 from ariel_airflow.rules.base import Finding
 from ariel_airflow.rules.dags import check_dag, check_task
 from ariel_airflow.rules.pods import check_pod
-from ariel_airflow.team import Team
+from ariel_airflow.team import BUNDLE_TEAM_SETTING, Team
 
 LOCAL_SETTINGS_FILE = "airflow_local_settings.py"
 
@@ -30,8 +31,11 @@ def local_settings_source() -> str:
 
 
 def team_of_dag(dag: Any) -> Team | None:
-    """At runtime the team is the dag_id prefix (or, failing that, the team: tag)."""
-    return Team.from_dag(dag.dag_id, dag.tags)
+    """The team a DAG runs as. A team's own dag-processor parses only its bundle and says whose it
+    is, so a DAG cannot name itself into another team's namespace and vault (the dag_id prefix rule
+    then refuses it); elsewhere, the dag_id prefix (or, failing that, the team: tag)."""
+    bundle_team = os.environ.get(BUNDLE_TEAM_SETTING)
+    return Team(bundle_team) if bundle_team else Team.from_dag(dag.dag_id, dag.tags)
 
 
 def dag_policy(dag: Any) -> None:

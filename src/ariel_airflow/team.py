@@ -53,6 +53,8 @@ STATE_DIR = ".ariel"
 # scheduler and the dag-processors mount it.
 TEAM_POD_TEMPLATES_DIR = Path("/opt/airflow/pod_templates/teams")
 TEAM_POD_TEMPLATES_SETTING = "ARIEL_TEAM_POD_TEMPLATES"  # another folder (tests, other layouts)
+# Set on a team's own dag-processor: the team whose bundle it parses (the cluster policies' team).
+BUNDLE_TEAM_SETTING = "ARIEL_BUNDLE_TEAM"
 
 
 @dataclass(frozen=True)

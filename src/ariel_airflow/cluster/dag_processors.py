@@ -14,7 +14,7 @@ import copy
 from collections.abc import Iterable
 from typing import Any
 
-from ariel_airflow.team import TEAM_LABEL, Team
+from ariel_airflow.team import BUNDLE_TEAM_SETTING, TEAM_LABEL, Team
 
 COMPONENT = "dag-processor"
 CONTAINER = "dag-processor"
@@ -42,6 +42,8 @@ def for_team(chart_deployment: dict[str, Any], team: Team, replicas: int) -> dic
     container = _container(deployment)
     # The chart's args are ["bash", "-c", "exec airflow dag-processor"]: extend the command it runs.
     container["args"] = [*container["args"][:-1], f"{container['args'][-1]} --bundle-name {team.bundle_name}"]
+    # The cluster policies take the team from here, not from what the DAG files say.
+    container["env"] = [*container.get("env", []), {"name": BUNDLE_TEAM_SETTING, "value": team.name}]
     return deployment
 
 

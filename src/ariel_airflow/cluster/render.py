@@ -52,6 +52,7 @@ WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 PLATFORM_IDENTITY_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer", "pgbouncer")
 # The chart's Role for launching task pods: its rules are granted in every team namespace too.
 POD_LAUNCHER_ROLE = "pod-launcher-role"
+POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
 # Task pods run in the team namespaces: the platform's Services by their full names (AKS's domain).
 CLUSTER_DOMAIN = "cluster.local"
 
@@ -264,7 +265,13 @@ def team_objects(
     ratio = str(MAX_LIMIT_REQUEST_RATIO)
     role = f"{RELEASE}-{POD_LAUNCHER_ROLE}"
     return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": meta},
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            # Kubernetes' Pod Security admission: no privileged, host-path or host-network pod, even
+            # where a DAG's pod_override asks for one.
+            "metadata": {**meta, "labels": {**labels, POD_SECURITY_LABEL: "baseline"}},
+        },
         {
             "apiVersion": "v1",
             "kind": "ResourceQuota",

@@ -100,6 +100,16 @@ def ensure_db_image(client: docker.DockerClient, build_dir: Path, progress: Prog
     return tag
 
 
+def ensure_azurite_image(client: docker.DockerClient, build_dir: Path, progress: Progress) -> str:
+    """The Azurite image's tag (the local cluster's Blob Storage), built now if missing."""
+    settings = BuildSettings.from_env()
+    context, digest = _stage(build_dir / "azurite", "azurite.Dockerfile", settings.cert_files())
+    args = {"BASE_IMAGE": settings.base_image}
+    tag = f"ariel-local/azurite:{_hash(digest, args)}"
+    _ensure(client, context, "azurite.Dockerfile", tag, args, progress)
+    return tag
+
+
 def _ensure(
     client: docker.DockerClient,
     context: Path,

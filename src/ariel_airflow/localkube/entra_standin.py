@@ -15,6 +15,8 @@ for the database's scope into the shared ``--tokens`` folder (``<role>/<sha256 o
 holding its expiry), which the check reads. The roles and their databases are made at start, as
 ``pgaadauth_create_principal_with_oid`` and an admin make them on Azure.
 
+People sign in to the api-server here too (``entra_signin``: OpenID Connect's authorization code).
+
 Clients reach it as ``login.microsoftonline.com``: the cluster DNS answers that name with this
 Service, whose certificate the cluster's CA issued (trusted in the images loaded into the nodes).
 
@@ -36,6 +38,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ariel_airflow.entra import POSTGRES_SCOPE
+from ariel_airflow.localkube.entra_signin import APP_SETTING, PEOPLE_SETTING, SignIn, SignInRefused
 from ariel_airflow.localkube.standin_server import StandInHandler, tls_server
 
 log = logging.getLogger("entra-standin")
@@ -199,11 +202,26 @@ def openid_configuration(host: str, tenant: str) -> dict[str, str]:
     }
 
 
-def handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
+def handler(service: TokenService, sign_in: SignIn | None) -> type[BaseHTTPRequestHandler]:
     class Handler(StandInHandler):
         def do_GET(self) -> None:  # noqa: N802 - the http.server API
             url = urlsplit(self.path)
-            if url.path.endswith("/discovery/instance"):  # MSAL's instance discovery
+            if sign_in and url.path.endswith("/oauth2/v2.0/authorize"):
+                query = {key: values[0] for key, values in parse_qs(url.query).items()}
+                try:
+                    back = sign_in.authorize(url.path.strip("/").split("/")[0], query)
+                except SignInRefused as exc:
+                    log.warning("sign-in refused: %s", exc.description)
+                    self.answer_json({"error": exc.error, "error_description": exc.description}, exc.status)
+                    return
+                log.info("signed in %s", query.get("login_hint"))
+                self.send_response(302)
+                self.send_header("Location", back)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif sign_in and url.path.endswith("/discovery/v2.0/keys"):
+                self.answer_json(sign_in.keys())
+            elif url.path.endswith("/discovery/instance"):  # MSAL's instance discovery
                 endpoint = parse_qs(url.query)["authorization_endpoint"][0]
                 discovery = endpoint.replace(
                     "/oauth2/v2.0/authorize", "/v2.0/.well-known/openid-configuration"
@@ -225,8 +243,11 @@ def handler(service: TokenService) -> type[BaseHTTPRequestHandler]:
                 self.answer_json({"error": "not_found", "error_description": self.path}, 404)
                 return
             try:
-                self.answer_json(service.token(form))
-            except Refused as exc:
+                if form.get("grant_type") == "authorization_code" and sign_in:
+                    self.answer_json(sign_in.redeem(form, self.headers.get("Authorization")))
+                else:
+                    self.answer_json(service.token(form))
+            except (Refused, SignInRefused) as exc:
                 log.warning("refused: %s", exc.description)
                 self.answer_json({"error": exc.error, "error_description": exc.description}, exc.status)
 
@@ -250,7 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         postgres = PostgresPrincipals(admin, principals, args.tokens, lifetime)
         postgres.create()
     service = TokenService(Federation(), postgres, lifetime, args.tokens)
-    server = tls_server(handler(service), args.port, args.cert, args.key)
+    app = os.environ.get(APP_SETTING)
+    sign_in = SignIn(json.loads(app), json.loads(os.environ.get(PEOPLE_SETTING, "{}"))) if app else None
+    server = tls_server(handler(service, sign_in), args.port, args.cert, args.key)
     log.info("serving on :%d", args.port)
     server.serve_forever()
     return 0

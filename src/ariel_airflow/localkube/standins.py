@@ -34,7 +34,7 @@ from ariel_airflow.cluster.environments import Environment
 from ariel_airflow.cluster.platform_secrets import METADATA_USER
 from ariel_airflow.cluster.registry import RegistryEntry
 from ariel_airflow.errors import UserError
-from ariel_airflow.localkube import entra_standin, git_standin, keyvault_standin
+from ariel_airflow.localkube import entra_signin, entra_standin, git_standin, keyvault_standin
 from ariel_airflow.localkube.layout import CLUSTER_DOMAIN
 from ariel_airflow.localkube.pki import Pki
 from ariel_airflow.secret_names import vault_secret_name
@@ -58,6 +58,10 @@ TOKEN_SECONDS = 360
 # Where AKS's webhook mounts the token, and the variables it sets (azure-workload-identity's
 # pkg/webhook): azure-identity's WorkloadIdentityCredential reads exactly these.
 TOKEN_DIR = "/var/run/secrets/azure/tokens"
+# People: Entra accounts of the local tenant; and the sign-in app registration, as Entra knows it.
+PEOPLE_DOMAIN = "ariel.example"
+ADMIN_LOGIN = f"platform-admin@{PEOPLE_DOMAIN}"
+SIGN_IN_APP_SECRET = "sign-in-app"
 TOKEN_FILE = "azure-identity-token"
 USE_LABEL = "azure.workload.identity/use"
 POLICY = "azure-workload-identity"
@@ -178,6 +182,22 @@ def sign_in_secret(state: Path) -> str:
     return kept_secret(state / "standins" / "sign-in-client-secret")
 
 
+def people(registry: dict[str, RegistryEntry]) -> dict[str, dict[str, Any]]:
+    """Who signs in to the local platform (by login): a platform administrator, and one member of
+    each team."""
+    return {
+        ADMIN_LOGIN: {"name": "Platform administrator", "roles": ["Airflow.Admin"]},
+        **{
+            member_login(name): {"name": f"A member of {name}", "roles": ["Airflow.User"]}
+            for name in registry
+        },
+    }
+
+
+def member_login(team: str) -> str:
+    return f"{team}-member@{PEOPLE_DOMAIN}"
+
+
 def kept_secret(path: Path) -> str:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,6 +238,16 @@ def objects(
         *token_review_rights(),
         tls_secret(f"{ENTRA_SERVICE}-tls", pki, ENTRA_CERT),
         tls_secret(f"{database.name}-tls", pki, POSTGRES_CERT),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SIGN_IN_APP_SECRET, "namespace": NAMESPACE},
+            "stringData": {
+                "app": json.dumps(
+                    {"client_id": env.sign_in.client_id, "client_secret": sign_in_secret(state)}
+                )
+            },
+        },
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -419,6 +449,11 @@ def azure_pod(
         ],
         "env": [
             {"name": entra_standin.PRINCIPALS_SETTING, "value": json.dumps(principals)},
+            {"name": entra_signin.PEOPLE_SETTING, "value": json.dumps(people(registry))},
+            {
+                "name": entra_signin.APP_SETTING,
+                "valueFrom": {"secretKeyRef": {"name": SIGN_IN_APP_SECRET, "key": "app"}},
+            },
             {"name": entra_standin.LIFETIME_SETTING, "value": str(TOKEN_SECONDS)},
             {"name": "PGPASSWORD", "valueFrom": admin_password},
             {
