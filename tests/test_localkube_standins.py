@@ -173,7 +173,8 @@ def test_a_person_signs_in_with_the_entra_standin_as_fab_does(tmp_path: Path) ->
     app = {"client_id": "app-1", "client_secret": "s3cret"}
     people = {"ann@ariel.example": {"name": "Ann", "roles": ["Airflow.Viewer"], "groups": ["g-demo"]}}
     service = entra_standin.TokenService(None, None, 360, None)  # type: ignore[arg-type]
-    server = tls_server(entra_standin.handler(service, SignIn(app, people)), 0, str(cert), str(key))
+    sign_in_app = SignIn(app, people, service.key)
+    server = tls_server(entra_standin.handler(service, sign_in_app), 0, str(cert), str(key))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     tenant = "20000000-0000-0000-0000-000000000000"
     base = f"https://localhost:{server.server_address[1]}/{tenant}"
@@ -197,7 +198,13 @@ def test_a_person_signs_in_with_the_entra_standin_as_fab_does(tmp_path: Path) ->
             authorization_response=answer.headers["Location"],
             verify=str(ca.ca_file),
         )
-        keys = requests.get(f"{base}/discovery/v2.0/keys", verify=str(ca.ca_file), timeout=10).json()
+        # Where FAB reads Entra's keys from (flask_appbuilder's MICROSOFT_KEY_SET_URL), on the stand-in.
+        from urllib.parse import urlsplit
+
+        from flask_appbuilder.const import MICROSOFT_KEY_SET_URL
+
+        keys_url = f"https://localhost:{server.server_address[1]}{urlsplit(MICROSOFT_KEY_SET_URL).path}"
+        keys = requests.get(keys_url, verify=str(ca.ca_file), timeout=10).json()
         claims = jwt.decode(
             token["id_token"],
             JsonWebKey.import_key_set(keys),

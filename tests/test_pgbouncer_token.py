@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -32,6 +33,7 @@ from ariel_airflow.pgbouncer_token import (
     CLIENT_TLS_CERT,
     CLIENT_TLS_KEY,
     MAX_PASSWORD_BYTES,
+    NO_TOKEN_YET,
     Refresher,
     TokenTooLong,
     pgbouncer_ini,
@@ -378,7 +380,12 @@ def test_pgbouncer_gets_its_config_before_the_first_token(tmp_path: Path) -> Non
     while not ini.exists():
         assert time.monotonic() < deadline, "no config before the first token"
         time.sleep(0.1)
-    assert "password=''" in ini.read_text() and "the-token" not in ini.read_text()
+    assert f"password='{NO_TOKEN_YET}'" in ini.read_text() and "the-token" not in ini.read_text()
+    # PgBouncer starts on it (found on the cluster: it refused an empty password and exited).
+    with login_through_pgbouncer(
+        SimpleNamespace(port=free_port()), NO_TOKEN_YET, tmp_path / "ca.crt"
+    ) as bouncer:
+        assert bouncer.proc.poll() is None
     issue.set()
     while "the-token" not in ini.read_text():
         assert time.monotonic() < deadline + 20, "the token never reached the config"

@@ -443,12 +443,13 @@ def test_the_demo_teams_dag_runs_in_its_namespace_as_its_identity(installed: tup
 
 # A browser's sign-in, run in the api-server's pod (it resolves Azure's names to the stand-ins and
 # trusts their CA): the api-server sends it to Entra, Entra back with a code, the api-server
-# redeems it and hands the browser its API token (a cookie); then the REST API, as the person.
+# redeems it and hands the browser its API token (a cookie); then the REST API paths given, as the
+# person.
 SIGN_IN = """\
 import json, sys
 import requests
 
-api, login = "http://localhost:8080", sys.argv[1]
+api, login, paths = "http://localhost:8080", sys.argv[1], sys.argv[2:]
 browser = requests.Session()
 to_entra = browser.get(f"{api}/auth/login/azure", allow_redirects=False).headers["Location"]
 answer = browser.get(f"{to_entra}&login_hint={login}", allow_redirects=False)
@@ -456,15 +457,19 @@ if answer.status_code != 302:
     print(json.dumps({"entra": answer.status_code, "said": answer.text}))
     sys.exit()
 browser.get(answer.headers["Location"], allow_redirects=False)  # the api-server redeems the code
-dags = browser.get(f"{api}/api/v2/dags")
-ids = [dag["dag_id"] for dag in dags.json().get("dags", [])] if dags.ok else []
-signed_in = "_token" in browser.cookies
-print(json.dumps({"entra": 302, "token": signed_in, "dags": dags.status_code, "dag_ids": ids}))
+answers = {}
+for path in paths:
+    got = browser.get(f"{api}{path}", headers={"Accept": "application/json"})
+    answers[path] = [got.status_code, got.json() if got.ok else got.text]
+print(json.dumps({"entra": 302, "token": "_token" in browser.cookies, "answers": answers}))
 """
 
 
-def sign_in(kubeconfig: Path, login: str) -> dict[str, Any]:
-    done = kubectl_exec(kubeconfig, "airflow-api-server", "api-server", "python", "-c", SIGN_IN, login)
+def sign_in(kubeconfig: Path, login: str, *paths: str) -> dict[str, Any]:
+    """Sign ``login`` in through Entra and GET ``paths`` of the REST API as them."""
+    done = kubectl_exec(
+        kubeconfig, "airflow-api-server", "api-server", "python", "-c", SIGN_IN, login, *paths
+    )
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -474,9 +479,10 @@ def test_a_person_signs_in_with_entra_id(installed: tuple[Path, Path]) -> None:
     from ariel_airflow.localkube import standins
 
     kubeconfig, _ = installed
-    admin = sign_in(kubeconfig, standins.ADMIN_LOGIN)
-    assert admin["token"] and admin["dags"] == 200, admin
-    assert "demo__daily_export" in admin["dag_ids"], admin
+    admin = sign_in(kubeconfig, standins.ADMIN_LOGIN, "/api/v2/dags")
+    assert admin["token"], admin
+    status, dags = admin["answers"]["/api/v2/dags"]
+    assert status == 200 and "demo__daily_export" in [dag["dag_id"] for dag in dags["dags"]], admin
     stranger = sign_in(kubeconfig, "eve@example.com")
     assert stranger["entra"] == 401 and "AADSTS50034" in stranger["said"], stranger
 

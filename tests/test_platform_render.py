@@ -255,7 +255,7 @@ def test_team_objects_pass_the_kubernetes_schema(platform_dir: Path, tmp_path: P
     out = render_chart(platform_dir, tmp_path / "out")
     version = load_environment("prod", platform_dir).kubernetes_version
     paths = sorted((out / "teams").glob("*/*.yaml"))
-    assert len(paths) == 14  # seven objects for each of the two teams
+    assert len(paths) == 18  # nine objects for each of the two teams
     for path in paths:
         kubernetes_validate.validate(load(path), version, strict=True)
 

@@ -249,3 +249,49 @@ def test_a_team_namespace_enforces_the_baseline_pod_security_standard(rendered: 
     for objects in rendered.team_objects.values():
         (namespace,) = [o for o in objects if o["kind"] == "Namespace"]
         assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+def test_task_logs_name_their_account_container_and_prefix_and_reach_every_task_pod(rendered: Any) -> None:
+    """Fault 7: the account, the container and the prefix all from the environment file (none left to
+    another option's default), the connection keyless (each pod signs in as its own identity), in
+    the api-server (reads) and in every team's task pod (writes)."""
+    from ariel_airflow.cluster import task_logs
+
+    logs = rendered.env.task_logs
+    config = rendered.values["config"]
+    assert config["logging"]["remote_base_log_folder"] == "wasb://tasks"
+    assert config["logging"]["remote_log_conn_id"] == task_logs.CONNECTION_ID
+    assert config["azure_remote_logging"]["remote_wasb_log_container"] == logs.container
+    connection = {"conn_type": "wasb", "host": f"https://{logs.storage_account}.blob.core.windows.net"}
+    variable = {"name": "AIRFLOW_CONN_WASB_TASK_LOGS", "value": json.dumps(connection)}
+    api_server = next(
+        o
+        for o in rendered.chart_objects
+        if o["kind"] == "Deployment" and o["metadata"]["name"] == "airflow-api-server"
+    )
+    assert variable in api_server["spec"]["template"]["spec"]["containers"][0]["env"]
+    for name, text in rendered.team_pod_templates["data"].items():
+        assert variable in yaml.safe_load(text)["spec"]["containers"][0]["env"], name
+    assert task_logs.team_prefix(rendered.registry["alpha"].team) == "tasks/dag_id=alpha__"
+
+
+def test_the_platform_may_run_and_read_pods_in_a_team_namespace_and_the_team_account_may_do_nothing(
+    rendered: Any,
+) -> None:
+    for team, objects in rendered.team_objects.items():
+        bindings = {o["roleRef"]["name"]: o["subjects"] for o in objects if o["kind"] == "RoleBinding"}
+        roles = {o["metadata"]["name"]: o["rules"] for o in objects if o["kind"] == "Role"}
+        assert bindings["airflow-pod-launcher-role"] == [
+            {"kind": "ServiceAccount", "name": "airflow-scheduler", "namespace": "airflow"}
+        ]
+        assert bindings["airflow-pod-log-reader-role"] == [
+            {"kind": "ServiceAccount", "name": "airflow-api-server", "namespace": "airflow"}
+        ]
+        assert {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get", "list"]} in roles[
+            "airflow-pod-log-reader-role"
+        ]
+        every = [o for objs in rendered.team_objects.values() for o in objs] + rendered.chart_objects
+        granted = [
+            s for o in every if o["kind"] in ("RoleBinding", "ClusterRoleBinding") for s in o["subjects"]
+        ]
+        assert not [s for s in granted if s["name"] == f"{team}-tasks"]

@@ -45,6 +45,9 @@ from ariel_airflow.entra import TokenCache, default_credential
 
 log = logging.getLogger(__name__)
 
+# The server password until the first token comes: a value PgBouncer's config takes (not an empty
+# one: "syntax error in connection string") and no server accepts.
+NO_TOKEN_YET = "no-token-yet"
 ADMIN_USER = "ariel-token-refresher"  # named in the platform values' pgbouncer.extraIni admin_users
 # PgBouncer keeps a password in a fixed buffer, MAX_PASSWORD (include/bouncer.h) with its NUL:
 # 2048 since 1.17.0 ("Increase maximum password length again"), so 1.18 here and the chart's 1.23.1
@@ -230,7 +233,7 @@ class Refresher:
         # PgBouncer starts once its config exists (platform/helm/values.yaml) and must listen within
         # the chart's liveness probe's 30 seconds; the first token can take longer on a busy node.
         # Until it comes, logins to the server fail and clients retry.
-        self.write_files(token="")
+        self.write_files(NO_TOKEN_YET)
         reloaded = False
         while True:
             try:

@@ -159,6 +159,18 @@ class SignIn(Strict):
     client_secret_secret: str = "airflow-entra-sign-in"
 
 
+class TaskLogs(Strict):
+    """Where task logs go: a container of an Azure Storage account (Blob). Each team's identity may
+    write only under its own prefix (``cluster/task_logs.py``); the platform's reads them all."""
+
+    storage_account: Annotated[str, Field(pattern=r"^[a-z0-9]{3,24}$")]
+    container: Annotated[str, Field(pattern=r"^[a-z0-9][-a-z0-9]{1,61}[a-z0-9]$")] = "airflow-task-logs"
+
+    @property
+    def account_url(self) -> str:
+        return f"https://{self.storage_account}.blob.core.windows.net"
+
+
 class Image(Strict):
     repository: str
     tag: str
@@ -201,6 +213,7 @@ class Environment(Strict):
     chart: Chart
     platform_identity: PlatformIdentity
     sign_in: SignIn
+    task_logs: TaskLogs
     network_plugin: NetworkPlugin = "azure-cni-overlay"  # AKS's default for new clusters
     # Every replicated component keeps a replica through the loss or drain of one node (validate).
     high_availability: bool = False

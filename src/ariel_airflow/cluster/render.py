@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from ariel_airflow.cluster import platform_secrets, pools, task_pods
+from ariel_airflow.cluster import platform_secrets, pools, task_logs, task_pods
 from ariel_airflow.cluster.charts import find_chart
 from ariel_airflow.cluster.dag_processors import per_team
 from ariel_airflow.cluster.environments import Environment, environment_file, load_environment
@@ -50,8 +50,11 @@ WORKLOAD_IDENTITY_CLIENT_ID = "azure.workload.identity/client-id"
 # The chart's components that run as the platform's managed identity (workload identity);
 # PgBouncer's for its token-refresher sidecar (ariel_airflow.pgbouncer_token).
 PLATFORM_IDENTITY_COMPONENTS = ("scheduler", "apiServer", "dagProcessor", "triggerer", "pgbouncer")
-# The chart's Role for launching task pods: its rules are granted in every team namespace too.
+# The chart's Roles for launching task pods and reading their logs while they run, granted in every
+# team namespace to the component that needs each (nobody else: not the chart's airflow-worker).
 POD_LAUNCHER_ROLE = "pod-launcher-role"
+POD_LOG_READER_ROLE = "pod-log-reader-role"
+TEAM_NAMESPACE_ROLES = {POD_LAUNCHER_ROLE: "scheduler", POD_LOG_READER_ROLE: "api-server"}  # component labels
 POD_SECURITY_LABEL = "pod-security.kubernetes.io/enforce"
 # Task pods run in the team namespaces: the platform's Services by their full names (AKS's domain).
 CLUSTER_DOMAIN = "cluster.local"
@@ -167,7 +170,8 @@ def effective_values(
             },
         },
     }
-    computed = merge(merge(computed, platform_secrets.chart_values()), task_pods.chart_values())
+    for part in (platform_secrets.chart_values(), task_pods.chart_values(), task_logs.chart_values(env)):
+        computed = merge(computed, part)
     if env.dag_processor_per_team:
         # The chart's own dag-processor stays, scaled to none: its service account and RBAC serve the
         # per-team copies that render adds beside the chart (dag_processors.py).
@@ -247,10 +251,7 @@ def smallest_profile(profiles: dict[str, ResourceProfile]) -> ResourceProfile:
 
 
 def team_objects(
-    entry: RegistryEntry,
-    default: ResourceProfile,
-    scheduler_account: str,
-    launcher_rules: list[dict[str, Any]],
+    entry: RegistryEntry, default: ResourceProfile, grants: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> list[dict[str, Any]]:
     """A team's namespace and what runs its task pods there, within its quota."""
     team = entry.team
@@ -263,7 +264,25 @@ def team_objects(
 
     quota = entry.quota
     ratio = str(MAX_LIMIT_REQUEST_RATIO)
-    role = f"{RELEASE}-{POD_LAUNCHER_ROLE}"
+    rbac = []
+    for role, binding in grants:  # the chart's Role and RoleBinding, in the team's namespace
+        rbac.append(
+            {
+                "apiVersion": role["apiVersion"],
+                "kind": "Role",
+                "metadata": named(role["metadata"]["name"]),
+                "rules": role["rules"],
+            }
+        )
+        rbac.append(
+            {
+                "apiVersion": binding["apiVersion"],
+                "kind": "RoleBinding",
+                "metadata": named(binding["metadata"]["name"]),
+                "roleRef": binding["roleRef"],
+                "subjects": binding["subjects"],
+            }
+        )
     return [
         {
             "apiVersion": "v1",
@@ -311,31 +330,50 @@ def team_objects(
                 annotations={WORKLOAD_IDENTITY_CLIENT_ID: entry.managed_identity_client_id},
             ),
         },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": named(role),
-            "rules": launcher_rules,
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": named(role.removesuffix("-role") + "-rolebinding"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": scheduler_account, "namespace": NAMESPACE}],
-        },
+        *rbac,
     ]
 
 
-def _launcher_rules(chart_objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for obj in chart_objects:
-        if obj["kind"] == "Role" and obj["metadata"]["name"].endswith(POD_LAUNCHER_ROLE):
-            return obj["rules"]
-    raise UserError(
-        "the chart rendered no pod-launcher Role",
-        where="platform/helm/values.yaml",
-        fix="keep rbac.create and allowPodLaunching true: the scheduler launches the task pods",
+def team_namespace_grants(chart_objects: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """The chart's pod launcher and pod log reader Roles, each with a RoleBinding to the service
+    account of the chart's component that needs it."""
+    grants = []
+    for suffix, component in TEAM_NAMESPACE_ROLES.items():
+        role = next(
+            (o for o in chart_objects if o["kind"] == "Role" and o["metadata"]["name"].endswith(suffix)), None
+        )
+        if role is None:
+            raise UserError(
+                f"the chart rendered no {suffix} Role",
+                where="platform/helm/values.yaml",
+                fix="keep rbac.create, allowPodLaunching and the api-server's pod log reading on: "
+                "the scheduler launches the task pods, the api-server reads their logs",
+            )
+        name = role["metadata"]["name"]
+        binding = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": name.removesuffix("-role") + "-rolebinding"},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [
+                {
+                    "kind": "ServiceAccount",
+                    "name": _service_account(chart_objects, component),
+                    "namespace": NAMESPACE,
+                }
+            ],
+        }
+        grants.append((role, binding))
+    return grants
+
+
+def _service_account(chart_objects: list[dict[str, Any]], component: str) -> str:
+    deployment = next(
+        o
+        for o in chart_objects
+        if o["kind"] == "Deployment" and o["metadata"].get("labels", {}).get("component") == component
     )
+    return deployment["spec"]["template"]["spec"]["serviceAccountName"]
 
 
 class _Dumper(yaml.SafeDumper):
@@ -423,14 +461,12 @@ def render_in_memory(
         replicas = file_values(env_name, platform_dir).get("dagProcessor", {}).get("replicas", 1)
         processors = per_team(chart_objects, [entry.team for entry in registry.values()], replicas)
 
-    scheduler_account = values["scheduler"]["serviceAccount"]["name"]
-    rules = _launcher_rules(chart_objects)
+    grants = team_namespace_grants(chart_objects)
     templates, task_configs = task_pods.render_team_pods(
         chart_objects, registry, env, release=RELEASE, namespace=NAMESPACE
     )
     team_objects_ = {
-        name: [*team_objects(entry, default, scheduler_account, rules), task_configs[name]]
-        for name, entry in registry.items()
+        name: [*team_objects(entry, default, grants), task_configs[name]] for name, entry in registry.items()
     }
     return RenderResult(
         env, registry, values, files, chart_path, chart_objects, processors, templates, team_objects_

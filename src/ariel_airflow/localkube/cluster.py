@@ -204,6 +204,7 @@ class LocalCluster:
             self.layout.state,
             f"{self.env.image.repository}:{self.env.image.tag}",
             cluster_images.DB_IMAGE,
+            cluster_images.AZURITE_IMAGE,
             RELEASE_NAMESPACE,
         )
         # The DNS answers the hosts of teams registered since `up` too (CoreDNS reloads its Corefile).

@@ -3,6 +3,7 @@
 - the platform's Airflow image, from ``render``'s image context (the token refresher is in it);
 - the database image (PostgreSQL and PgBouncer from Debian), as the chart's PgBouncer and as the
   database stand-in;
+- Azurite (npm), the Azure Storage emulator: the task logs' storage account (``standins``);
 - PgBouncer's metrics exporter: the chart's sidecar is upstream's ``pgbouncer_exporter``, which no
   registry or module proxy reachable here serves. A stand-in with its command answers the sidecar's
   probes (``pgbouncer_exporter health`` asks PgBouncer's console) and serves no metrics.
@@ -20,7 +21,7 @@ from pathlib import Path
 from ariel_airflow.cluster.image import airflow_image, build_platform_image
 from ariel_airflow.cluster.render import VALUES_FILE, read_values
 from ariel_airflow.localdev.docker_tools import docker_client
-from ariel_airflow.localdev.images import ensure_db_image
+from ariel_airflow.localdev.images import ensure_azurite_image, ensure_db_image
 from ariel_airflow.localdev.progress import Progress
 from ariel_airflow.localkube.components import LOCAL_REGISTRY
 from ariel_airflow.localkube.images import load_images
@@ -28,6 +29,7 @@ from ariel_airflow.localkube.layout import Node
 
 DB_IMAGE = f"{LOCAL_REGISTRY}/ariel-db:local"  # platform/helm/values-local.yaml names these two
 EXPORTER_IMAGE = f"{LOCAL_REGISTRY}/ariel-pgbouncer-exporter:local"
+AZURITE_IMAGE = f"{LOCAL_REGISTRY}/ariel-azurite:local"  # the Blob Storage stand-in (standins)
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's, which the images' SSL_CERT_FILE names
 EXPORTER_SCRIPT = """\
 #!/bin/sh
@@ -47,8 +49,10 @@ def build(rendered: Path, progress: Progress) -> list[str]:
     airflow = build_platform_image(
         rendered / "image", airflow_image(read_values(rendered / VALUES_FILE)), progress
     )
-    db = ensure_db_image(client, rendered.parent / f".{rendered.name}-build", progress)
+    build_dir = rendered.parent / f".{rendered.name}-build"
+    db = ensure_db_image(client, build_dir, progress)
     client.images.get(db).tag(DB_IMAGE)
+    client.images.get(ensure_azurite_image(client, build_dir, progress)).tag(AZURITE_IMAGE)
     with tempfile.TemporaryDirectory(prefix="ariel-image-") as context:
         (Path(context) / "pgbouncer_exporter").write_text(EXPORTER_SCRIPT)
         (Path(context) / "Dockerfile").write_text(
@@ -58,7 +62,7 @@ def build(rendered: Path, progress: Progress) -> list[str]:
         )
         with progress.step(f"building {EXPORTER_IMAGE}", f"{EXPORTER_IMAGE} built"):
             client.images.build(path=context, tag=EXPORTER_IMAGE, rm=True)
-    return [airflow, DB_IMAGE, EXPORTER_IMAGE]
+    return [airflow, DB_IMAGE, EXPORTER_IMAGE, AZURITE_IMAGE]
 
 
 def trusting(tag: str, ca_cert: Path) -> str:

@@ -43,14 +43,47 @@ class Grant:
     expires: float
 
 
+class SigningKey:
+    """Entra's token signing key (RS256), made at start; ``/discovery/v2.0/keys`` serves its public half."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
+        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+    def sign(self, claims: dict[str, Any]) -> str:
+        from authlib.jose import jwt
+
+        return jwt.encode({"alg": "RS256", "kid": KEY_ID, "typ": "JWT"}, claims, self._pem()).decode()
+
+    def keys(self) -> dict[str, Any]:
+        from authlib.jose import JsonWebKey
+
+        public = JsonWebKey.import_key(self._pem(public=True), {"kty": "RSA"}).as_dict()
+        return {"keys": [{**public, "kid": KEY_ID, "use": "sig", "alg": "RS256"}]}
+
+    def _pem(self, public: bool = False) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+
+        if public:
+            return self.key.public_key().public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+
+
+def object_id(tenant: str, name: str) -> str:
+    """A principal's object id: stable for its name, as Entra's is for the account."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{tenant}/{name}"))
+
+
 class SignIn:
     """The app registration people sign in to, its people, and the codes handed out."""
 
-    def __init__(self, app: dict[str, str], people: dict[str, dict[str, Any]]) -> None:
-        from cryptography.hazmat.primitives.asymmetric import rsa
-
-        self.app, self.people = app, people
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    def __init__(self, app: dict[str, str], people: dict[str, dict[str, Any]], key: SigningKey) -> None:
+        self.app, self.people, self.key = app, people, key
         self.codes: dict[str, Grant] = {}
 
     def authorize(self, tenant: str, query: dict[str, str]) -> str:
@@ -99,43 +132,23 @@ class SignIn:
         }
 
     def id_token(self, grant: Grant) -> str:
-        from authlib.jose import jwt
-
         person = self.people[grant.login]
         now = int(time.time())
-        claims = {
-            "iss": f"https://login.microsoftonline.com/{grant.tenant}/v2.0",
-            "aud": grant.client_id,
-            "tid": grant.tenant,
-            # A person's object id: stable for the login, as Entra's is for the account.
-            "oid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{grant.tenant}/{grant.login}")),
-            "sub": grant.login,
-            "preferred_username": grant.login,
-            "email": grant.login,
-            "name": person.get("name", grant.login),
-            "roles": person.get("roles", []),
-            "groups": person.get("groups", []),
-            "iat": now,
-            "nbf": now,
-            "exp": now + ID_TOKEN_SECONDS,
-            **({"nonce": grant.nonce} if grant.nonce else {}),
-        }
-        return jwt.encode({"alg": "RS256", "kid": KEY_ID, "typ": "JWT"}, claims, self._pem()).decode()
-
-    def keys(self) -> dict[str, Any]:
-        """The signing keys, as ``/discovery/v2.0/keys`` serves them."""
-        from authlib.jose import JsonWebKey
-
-        public = JsonWebKey.import_key(self._pem(public=True), {"kty": "RSA"}).as_dict()
-        return {"keys": [{**public, "kid": KEY_ID, "use": "sig", "alg": "RS256"}]}
-
-    def _pem(self, public: bool = False) -> bytes:
-        from cryptography.hazmat.primitives import serialization
-
-        if public:
-            return self.key.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        return self.key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        return self.key.sign(
+            {
+                "iss": f"https://login.microsoftonline.com/{grant.tenant}/v2.0",
+                "aud": grant.client_id,
+                "tid": grant.tenant,
+                "oid": object_id(grant.tenant, grant.login),
+                "sub": grant.login,
+                "preferred_username": grant.login,
+                "email": grant.login,
+                "name": person.get("name", grant.login),
+                "roles": person.get("roles", []),
+                "groups": person.get("groups", []),
+                "iat": now,
+                "nbf": now,
+                "exp": now + ID_TOKEN_SECONDS,
+                **({"nonce": grant.nonce} if grant.nonce else {}),
+            }
         )

@@ -38,12 +38,21 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from ariel_airflow.entra import POSTGRES_SCOPE
-from ariel_airflow.localkube.entra_signin import APP_SETTING, PEOPLE_SETTING, SignIn, SignInRefused
+from ariel_airflow.localkube.entra_signin import (
+    APP_SETTING,
+    PEOPLE_SETTING,
+    SignIn,
+    SigningKey,
+    SignInRefused,
+    object_id,
+)
 from ariel_airflow.localkube.standin_server import StandInHandler, tls_server
 
 log = logging.getLogger("entra-standin")
 
 FEDERATION_AUDIENCE = "api://AzureADTokenExchange"
+STORAGE_SCOPE = "https://storage.azure.com/.default"
+STORAGE_AUDIENCE = "https://storage.azure.com"
 CLIENT_ID_ANNOTATION = "azure.workload.identity/client-id"
 # The database principals: {client id: role}, in ARIEL_STANDIN_PRINCIPALS (JSON); the admin login
 # in ARIEL_STANDIN_POSTGRES_ADMIN (a libpq connection string).
@@ -159,9 +168,15 @@ class PostgresPrincipals:
 
 class TokenService:
     def __init__(
-        self, federation: Federation, postgres: PostgresPrincipals | None, lifetime: int, tokens: Path | None
+        self,
+        federation: Federation,
+        postgres: PostgresPrincipals | None,
+        lifetime: int,
+        tokens: Path | None,
+        key: SigningKey | None = None,
     ) -> None:
         self.federation, self.postgres, self.lifetime, self.tokens = federation, postgres, lifetime, tokens
+        self.key = key or SigningKey()
         self.issued = 0
 
     def record(self, token: str, client_id: str, scope: str) -> None:
@@ -173,7 +188,7 @@ class TokenService:
         entry = {"client_id": client_id, "scope": scope, "expires": time.time() + self.lifetime}
         (folder / token_file_name(token)).write_text(json.dumps(entry))
 
-    def token(self, form: dict[str, str]) -> dict[str, object]:
+    def token(self, form: dict[str, str], tenant: str = "common") -> dict[str, object]:
         if form.get("grant_type") != "client_credentials" or "client_assertion" not in form:
             raise Refused("unsupported_grant_type", "only workload identity federation is served here", 400)
         client_id = self.federation.client_id_of(form["client_assertion"])
@@ -185,12 +200,30 @@ class TokenService:
         scope = form.get("scope", "")
         if scope == POSTGRES_SCOPE and self.postgres is not None:
             access_token = self.postgres.token_for(client_id)
+        elif scope == STORAGE_SCOPE:  # Azure Storage (Azurite) reads the claims of its tokens
+            access_token = self.storage_token(client_id, tenant)
         else:
             access_token = secrets.token_urlsafe(TOKEN_BYTES)[:TOKEN_BYTES]
         self.record(access_token, client_id, scope)
         self.issued += 1
         log.info("token %d issued to %s for %s, valid %ds", self.issued, client_id, scope, self.lifetime)
         return {"token_type": "Bearer", "expires_in": self.lifetime, "access_token": access_token}
+
+    def storage_token(self, client_id: str, tenant: str) -> str:
+        """An access token for Azure Storage, as Entra's v1 tokens for it are (a JWT)."""
+        now = int(time.time())
+        return self.key.sign(
+            {
+                "aud": STORAGE_AUDIENCE,
+                "iss": f"https://sts.windows.net/{tenant}/",
+                "appid": client_id,
+                "oid": object_id(tenant, client_id),
+                "tid": tenant,
+                "iat": now,
+                "nbf": now,
+                "exp": now + self.lifetime,
+            }
+        )
 
 
 def openid_configuration(host: str, tenant: str) -> dict[str, str]:
@@ -219,8 +252,8 @@ def handler(service: TokenService, sign_in: SignIn | None) -> type[BaseHTTPReque
                 self.send_header("Location", back)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
-            elif sign_in and url.path.endswith("/discovery/v2.0/keys"):
-                self.answer_json(sign_in.keys())
+            elif url.path.endswith(("/discovery/v2.0/keys", "/discovery/keys")):  # FAB reads the v1 path
+                self.answer_json(service.key.keys())
             elif url.path.endswith("/discovery/instance"):  # MSAL's instance discovery
                 endpoint = parse_qs(url.query)["authorization_endpoint"][0]
                 discovery = endpoint.replace(
@@ -246,7 +279,7 @@ def handler(service: TokenService, sign_in: SignIn | None) -> type[BaseHTTPReque
                 if form.get("grant_type") == "authorization_code" and sign_in:
                     self.answer_json(sign_in.redeem(form, self.headers.get("Authorization")))
                 else:
-                    self.answer_json(service.token(form))
+                    self.answer_json(service.token(form, urlsplit(self.path).path.strip("/").split("/")[0]))
             except (Refused, SignInRefused) as exc:
                 log.warning("refused: %s", exc.description)
                 self.answer_json({"error": exc.error, "error_description": exc.description}, exc.status)
@@ -272,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         postgres.create()
     service = TokenService(Federation(), postgres, lifetime, args.tokens)
     app = os.environ.get(APP_SETTING)
-    sign_in = SignIn(json.loads(app), json.loads(os.environ.get(PEOPLE_SETTING, "{}"))) if app else None
+    people = json.loads(os.environ.get(PEOPLE_SETTING, "{}"))
+    sign_in = SignIn(json.loads(app), people, service.key) if app else None
     server = tls_server(handler(service, sign_in), args.port, args.cert, args.key)
     log.info("serving on :%d", args.port)
     server.serve_forever()

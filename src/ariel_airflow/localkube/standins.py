@@ -14,6 +14,8 @@
   declares (stand-in values), readable by the team's identity only.
 - **Azure DevOps Repos** (each registered repository's host: ``git_standin``): each team's
   repository, generated from the kit's template, cloned only with the team's token.
+- **Azure Blob Storage** (the task logs' storage account): Azurite, Microsoft's emulator, at the
+  account's own host name, with the task logs' container.
 - **The sign-in app registration's client secret**, in the Secret the environment's ``sign_in``
   names (on Azure, the platform team copies it there from the app registration).
 """
@@ -34,7 +36,7 @@ from ariel_airflow.cluster.environments import Environment
 from ariel_airflow.cluster.platform_secrets import METADATA_USER
 from ariel_airflow.cluster.registry import RegistryEntry
 from ariel_airflow.errors import UserError
-from ariel_airflow.localkube import entra_signin, entra_standin, git_standin, keyvault_standin
+from ariel_airflow.localkube import blob_standin, entra_signin, entra_standin, git_standin, keyvault_standin
 from ariel_airflow.localkube.layout import CLUSTER_DOMAIN
 from ariel_airflow.localkube.pki import Pki
 from ariel_airflow.secret_names import vault_secret_name
@@ -42,15 +44,17 @@ from ariel_airflow.team import Team, TeamRepo
 
 NAMESPACE = "azure-standins"
 ENTRA_HOST = "login.microsoftonline.com"
-ENTRA_SERVICE, KEYVAULT_SERVICE, GIT_SERVICE = "entra", "keyvault", "git"
-ENTRA_PORT, KEYVAULT_PORT, GIT_PORT = 8443, 8444, 8445
+ENTRA_SERVICE, KEYVAULT_SERVICE, GIT_SERVICE, BLOB_SERVICE = "entra", "keyvault", "git", "blob"
+ENTRA_PORT, KEYVAULT_PORT, GIT_PORT, BLOB_PORT = 8443, 8444, 8445, 10000
 VAULT_HOSTS = "*.vault.azure.net"  # one certificate serves every vault, as Azure's own does
+BLOB_HOSTS = "*.blob.core.windows.net"
 # Their files in the cluster's PKI.
-ENTRA_CERT, POSTGRES_CERT, KEYVAULT_CERT, GIT_CERT = (
+ENTRA_CERT, POSTGRES_CERT, KEYVAULT_CERT, GIT_CERT, BLOB_CERT = (
     "standin-entra",
     "standin-postgres",
     "standin-keyvault",
     "standin-git",
+    "standin-blob",
 )
 # A token lives a minute past azure-identity's and the refresher's 5-minute refresh margin: the
 # database password rotates every minute or so, where Azure's would rotate hourly.
@@ -96,6 +100,10 @@ def vault_host(env: Environment) -> str:
     return urlsplit(env.key_vault.url).hostname or ""
 
 
+def storage_host(env: Environment) -> str:
+    return urlsplit(env.task_logs.account_url).hostname or ""
+
+
 def repository_hosts(registry: dict[str, RegistryEntry]) -> list[str]:
     return sorted({urlsplit(entry.repository.url).hostname or "" for entry in registry.values()})
 
@@ -107,6 +115,7 @@ def dns_rewrites(env: Environment, registry: dict[str, RegistryEntry]) -> dict[s
         vault_host(env): service_host(KEYVAULT_SERVICE),
         **dict.fromkeys(team_vaults(env, registry).values(), service_host(KEYVAULT_SERVICE)),
         **dict.fromkeys(repository_hosts(registry), service_host(GIT_SERVICE)),
+        storage_host(env): service_host(BLOB_SERVICE),
     }
 
 
@@ -117,6 +126,7 @@ def server_certificates(env: Environment, registry: dict[str, RegistryEntry]) ->
         POSTGRES_CERT: (DatabaseService.of(env).host,),
         KEYVAULT_CERT: (VAULT_HOSTS,),
         GIT_CERT: tuple(repository_hosts(registry)),
+        BLOB_CERT: (BLOB_HOSTS,),
     }
 
 
@@ -165,7 +175,7 @@ def standin_secrets(repo: TeamRepo, team: Team) -> dict[str, str]:
     connections = {
         vault_secret_name(
             team, "connection", id
-        ): f"{spec.type or 'generic'}://standin:standin@{id}.standin/{id}"
+        ): f"{spec.type or 'generic'}://standin:{id}-password@{id}.standin/{id}"
         for id, spec in declared.connections.items()
     }
     variables = {vault_secret_name(team, "variable", id): f"standin-{id}" for id in declared.variables}
@@ -175,6 +185,16 @@ def standin_secrets(repo: TeamRepo, team: Team) -> dict[str, str]:
 def admin_password(state: Path) -> str:
     """The database stand-in's superuser password: made once, kept with the cluster's state."""
     return kept_secret(state / "standins" / "postgres-admin-password")
+
+
+def storage_account_key(state: Path) -> str:
+    """The storage account's shared key in Azurite (base64, as Azure's are): made once, kept."""
+    path = state / "standins" / "storage-account-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(base64.b64encode(secrets.token_bytes(64)).decode())
+        path.chmod(0o600)
+    return path.read_text()
 
 
 def sign_in_secret(state: Path) -> str:
@@ -213,6 +233,7 @@ def objects(
     state: Path,
     airflow_image: str,
     db_image: str,
+    azurite_image: str,
     release_namespace: str,
 ) -> list[dict[str, Any]]:
     """Everything the stand-ins are, in the order ``kubectl apply`` takes them."""
@@ -262,6 +283,13 @@ def objects(
         },
         tls_secret(f"{KEYVAULT_SERVICE}-tls", pki, KEYVAULT_CERT),
         tls_secret(f"{GIT_SERVICE}-tls", pki, GIT_CERT),
+        tls_secret(f"{BLOB_SERVICE}-tls", pki, BLOB_CERT),
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "storage-account", "namespace": NAMESPACE},
+            "stringData": {"accounts": f"{env.task_logs.storage_account}:{storage_account_key(state)}"},
+        },
         {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -291,8 +319,9 @@ def objects(
         service(ENTRA_SERVICE, 443, ENTRA_PORT),
         service(KEYVAULT_SERVICE, 443, KEYVAULT_PORT),
         service(GIT_SERVICE, 443, GIT_PORT),
+        service(BLOB_SERVICE, 443, BLOB_PORT),
         service(database.name, 5432, 5432),
-        azure_pod(env, registry, state, database, principals, airflow_image, db_image),
+        azure_pod(env, registry, state, database, principals, airflow_image, db_image, azurite_image),
     ]
 
 
@@ -399,6 +428,7 @@ def azure_pod(
     principals: dict[str, str],
     airflow_image: str,
     db_image: str,
+    azurite_image: str,
 ) -> dict[str, Any]:
     """One pod, Entra and what checks its tokens: the database (PAM reads the tokens Entra issued),
     Key Vault; and the git host."""
@@ -484,6 +514,7 @@ def azure_pod(
                         entra_container,
                         keyvault_container(env, registry, airflow_image, tokens),
                         git_container(registry, state, airflow_image),
+                        *blob_containers(env, airflow_image, azurite_image),
                     ],
                     "volumes": [
                         {"name": "entra-tls", "secret": {"secretName": f"{ENTRA_SERVICE}-tls"}},
@@ -500,6 +531,8 @@ def azure_pod(
                         ),
                         {"name": "git-tls", "secret": {"secretName": f"{GIT_SERVICE}-tls"}},
                         {"name": "team-repositories", "configMap": {"name": "team-repositories"}},
+                        {"name": "blob-tls", "secret": {"secretName": f"{BLOB_SERVICE}-tls"}},
+                        {"name": "blob-data", "emptyDir": {}},
                     ],
                 },
             },
@@ -546,6 +579,47 @@ def keyvault_container(
             ),
         ],
     }
+
+
+def blob_containers(env: Environment, airflow_image: str, azurite_image: str) -> list[dict[str, Any]]:
+    """Azurite, Microsoft's Storage emulator, as the task logs' storage account: HTTPS, and bearer
+    tokens checked as Azurite's "basic" OAuth does (Entra's issuer, Storage's audience, not
+    expired); and the sidecar that creates the container."""
+    accounts = {
+        "name": "AZURITE_ACCOUNTS",
+        "valueFrom": {"secretKeyRef": {"name": "storage-account", "key": "accounts"}},
+    }
+    azurite = {
+        "name": BLOB_SERVICE,
+        "image": azurite_image,
+        "imagePullPolicy": "Never",
+        "args": [
+            "--blobHost=0.0.0.0",
+            f"--blobPort={BLOB_PORT}",
+            "--oauth=basic",
+            "--cert=/tls/tls.crt",
+            "--key=/tls/tls.key",
+            "--location=/data",
+            "--skipApiVersionCheck",  # the Python SDK may be newer than the emulator
+            "--disableTelemetry",  # nothing outside the cluster is reachable
+        ],
+        "env": [accounts],
+        "ports": [{"containerPort": BLOB_PORT}],
+        "readinessProbe": {"tcpSocket": {"port": BLOB_PORT}, "periodSeconds": 2},
+        "volumeMounts": [
+            {"name": "blob-tls", "mountPath": "/tls", "readOnly": True},
+            {"name": "blob-data", "mountPath": "/data"},
+        ],
+    }
+    setup = {
+        "name": f"{BLOB_SERVICE}-containers",
+        "image": airflow_image,
+        "imagePullPolicy": "Never",
+        "command": ["python", "-m", blob_standin.__name__],
+        "args": [f"--account-url={env.task_logs.account_url}", f"--container={env.task_logs.container}"],
+        "env": [accounts],
+    }
+    return [azurite, setup]
 
 
 def git_container(registry: dict[str, RegistryEntry], state: Path, image: str) -> dict[str, Any]:
