@@ -6,11 +6,13 @@ render)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,9 @@ def run(*argv: str, kubeconfig: Path) -> str:
 
 
 DEPLOY_TIMEOUT = "600s"
+# Run the tests against a cluster already up, with the platform installed by the README's steps
+# (its --state-dir), instead of making one: for iterating on the kit.
+REUSE_SETTING = "ARIEL_TEST_CLUSTER_STATE"
 # What runs once the release is installed.
 RUNNING = (
     "airflow-pgbouncer",
@@ -55,6 +60,10 @@ RUNNING = (
 def installed() -> Iterator[tuple[Path, Path]]:
     """A local cluster with the `local` environment's release installed as the README says:
     (kubeconfig, render dir)."""
+    reuse = os.environ.get(REUSE_SETTING)
+    if reuse:  # a developer's cluster where the README's sequence ran (render in STATE/render)
+        yield Path(reuse) / "kubeconfig", Path(reuse) / "render"
+        return
     require_docker_daemon()
     state = Path(tempfile.mkdtemp(prefix="k8s-", dir="/tmp"))
     out = state / "render"
@@ -284,8 +293,65 @@ def test_helm_installs_exactly_the_objects_validate_checks(installed: tuple[Path
     )
 
 
-def test_an_upgrade_keeps_airflows_keys(installed: tuple[Path, Path]) -> None:
+LONG_TASK_DAG = """\
+import time
+from datetime import datetime, timedelta
+
+from airflow.sdk import dag, task
+from ariel_airflow.profiles import profile
+
+
+@dag(
+    dag_id="demo__long_task",
+    schedule=None,
+    start_date=datetime(2025, 1, 1),
+    catchup=False,
+    tags=["team:demo"],
+    default_args={"owner": "demo@example.com", "retries": 0, "execution_timeout": timedelta(minutes=10)},
+)
+def long_task():
+    @task(executor_config=profile("small"))
+    def sleep_through_an_upgrade() -> None:
+        time.sleep(300)  # longer than the upgrade's restarts take here
+
+    sleep_through_an_upgrade()
+
+
+long_task()
+"""
+
+
+def wait_for_dag(kubeconfig: Path, dag_id: str, seconds: float = 300) -> None:
+    deadline = time.monotonic() + seconds
+    while dag_id not in {d["dag_id"] for d in airflow_cli(kubeconfig, "dags", "list")}:
+        assert time.monotonic() < deadline, f"{dag_id} was not parsed from the pushed commit"
+        time.sleep(10)
+
+
+def task_state(kubeconfig: Path, dag_id: str, run_id: str, task_id: str) -> str | None:
+    states = airflow_cli(kubeconfig, "tasks", "states-for-dag-run", dag_id, run_id)
+    return next((s["state"] for s in states if s["task_id"] == task_id), None)
+
+
+def test_an_upgrade_while_a_task_runs_keeps_airflows_keys_and_the_task_finishes(
+    installed: tuple[Path, Path],
+) -> None:
+    """`helm upgrade` with a changed value restarts the scheduler and the api-server while a task
+    runs: the keys stay (named Secrets), so the task's execution-API token stays valid and it ends
+    in success."""
     kubeconfig, out = installed
+    dag_id, task_id = "demo__long_task", "sleep_through_an_upgrade"
+    run_id = f"manual__through_upgrade_{time.strftime('%H%M%S')}"
+    push_to_demo_repository(kubeconfig, "dags/demo_long_task.py", LONG_TASK_DAG)
+    wait_for_dag(kubeconfig, dag_id)
+    kubectl_exec(kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "unpause", dag_id)
+    kubectl_exec(
+        kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "trigger", dag_id, "--run-id", run_id
+    )
+    deadline = time.monotonic() + 300
+    while task_state(kubeconfig, dag_id, run_id, task_id) != "running":
+        assert time.monotonic() < deadline, "the long task never started"
+        time.sleep(5)
 
     def keys() -> dict[str, Any]:
         found = {}
@@ -329,6 +395,11 @@ def test_an_upgrade_keeps_airflows_keys(installed: tuple[Path, Path]) -> None:
         "airflow.config.core.parallelism=16",
         kubeconfig=kubeconfig,
     )
+    for deployment in ("airflow-scheduler", "airflow-api-server"):
+        run(
+            program("kubectl"), "-n", NAMESPACE, "rollout", "status", f"deployment/{deployment}",
+            f"--timeout={DEPLOY_TIMEOUT}", kubeconfig=kubeconfig,
+        )  # fmt: skip
     after = keys()
     for name in ("airflow-jwt-secret", "airflow-api-secret-key", "airflow-fernet-key"):
         assert after[name] == before[name], name
@@ -340,6 +411,22 @@ def test_an_upgrade_keeps_airflows_keys(installed: tuple[Path, Path]) -> None:
         after["scheduler annotations"]["checksum/airflow-config"]
         != before["scheduler annotations"]["checksum/airflow-config"]
     ), "the changed value did not reach the cluster: the test proves nothing"
+    restarted = datetime.now(UTC)  # the scheduler and the api-server are new ones from here
+    deadline = time.monotonic() + 600
+    while (state := task_state(kubeconfig, dag_id, run_id, task_id)) not in (
+        "success",
+        "failed",
+        "up_for_retry",
+    ):
+        assert time.monotonic() < deadline, f"the task is still {state}"
+        time.sleep(10)
+    assert state == "success"
+    (entry,) = [
+        s
+        for s in airflow_cli(kubeconfig, "tasks", "states-for-dag-run", dag_id, run_id)
+        if s["task_id"] == task_id
+    ]
+    assert datetime.fromisoformat(entry["end_date"]) > restarted, "the task ended before the upgrade was over"
 
 
 @pytest.mark.docker
@@ -411,7 +498,7 @@ def test_the_demo_teams_dag_runs_in_its_namespace_as_its_identity(installed: tup
     its variable and connection from the team's vault (the Key Vault stand-in serves them to the
     team's identity only)."""
     kubeconfig, _ = installed
-    dag_id, run_id = "demo__daily_export", "manual__cluster_test"
+    dag_id, run_id = "demo__daily_export", f"manual__cluster_test_{time.strftime('%H%M%S')}"
     kubectl_exec(kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "unpause", dag_id)
     kubectl_exec(
         kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "trigger", dag_id, "--run-id", run_id
@@ -531,7 +618,8 @@ def push_to_demo_repository(kubeconfig: Path, path: str, text: str) -> None:
     script = (
         "set -e; rm -rf /tmp/work; git clone -q /tmp/git/example/airflow/_git/team-demo /tmp/work;"
         f" cat > /tmp/work/{path}; cd /tmp/work; git add -A;"
-        " git -c user.name=demo -c user.email=demo@example.com commit -qm storm; git push -q origin HEAD:main"
+        " git diff --cached --quiet || git -c user.name=demo -c user.email=demo@example.com commit -qm add;"
+        " git push -q origin HEAD:main"
     )
     argv = [program("kubectl"), "-n", standins.NAMESPACE, "exec", "-i", f"deployment/{standins.NAMESPACE}"]
     done = subprocess.run(
@@ -582,13 +670,11 @@ def test_a_team_filling_its_quota_waits_in_its_pool_and_without_the_pool_fails(
     (task_publish_max_retries 0). docs/platform.md records what this prints."""
     kubeconfig, _ = installed
     push_to_demo_repository(kubeconfig, "dags/demo_quota_storm.py", STORM_DAG)
-    deadline = time.monotonic() + 300
-    while STORM_DAG_ID not in {d["dag_id"] for d in airflow_cli(kubeconfig, "dags", "list")}:
-        assert time.monotonic() < deadline, "the storm DAG was not parsed from the pushed commit"
-        time.sleep(10)
+    wait_for_dag(kubeconfig, STORM_DAG_ID)
     kubectl_exec(kubeconfig, "airflow-scheduler", "scheduler", "airflow", "dags", "unpause", STORM_DAG_ID)
 
-    samples, final = storm(kubeconfig, "storm_with_team_pool")
+    stamp = time.strftime("%H%M%S")  # run ids of their own: the test may run again on a kept cluster
+    samples, final = storm(kubeconfig, f"storm_with_team_pool_{stamp}")
     print("with the team pool:", samples, final)
     assert max(sample.get("running", 0) for sample in samples) <= TEAM_POOL_SLOTS
     assert any(sample.get("scheduled", 0) >= STORM_TASKS - TEAM_POOL_SLOTS for sample in samples), samples
@@ -599,7 +685,7 @@ def test_a_team_filling_its_quota_waits_in_its_pool_and_without_the_pool_fails(
         kubeconfig, "airflow-scheduler", "scheduler", "airflow", "pools", "set", "team-demo", "100", "open"
     )
     try:
-        samples, final = storm(kubeconfig, "storm_without_team_pool")
+        samples, final = storm(kubeconfig, f"storm_without_team_pool_{stamp}")
     finally:
         slots, description = str(pool[0]["slots"]), pool[0]["description"] or "team pool"
         kubectl_exec(

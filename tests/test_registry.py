@@ -123,3 +123,12 @@ def test_a_team_may_have_a_vault_in_any_environment_the_platform_has(platform_di
     assert load_registry(platform_dir)["demo"].team.vault_urls == {
         "qa": "https://kv-demo-qa.vault.azure.net/"
     }
+
+
+@pytest.mark.parametrize("namespace", ["airflow", "kube-system", "default", "kube-flannel"])
+def test_a_namespace_that_is_not_the_teams_own_is_refused(namespace: str, platform_dir: Path) -> None:
+    edit(platform_dir, "demo", {"namespace": namespace})
+    with pytest.raises(UserError) as error:
+        load_registry(platform_dir)
+    assert error.value.where.endswith("demo.yaml: namespace")
+    assert "is not the team's own" in str(error.value) and "airflow-demo" in (error.value.fix or "")

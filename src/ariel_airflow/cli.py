@@ -497,6 +497,35 @@ def platform_render(
     print(f"{done.out / 'image'}/  (the Airflow image: {done.image_build})")
 
 
+@platform_app.command("identities")
+def platform_identities(
+    environment: Annotated[str, typer.Argument(metavar="ENV", help="dev, test or prod.")],
+    chart: ChartOption = None,
+    platform_dir: Annotated[
+        Path | None, typer.Option(help="The platform folder.", show_default="the kit's platform/")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """What workload identity needs on Azure for ENV: each annotated service account's federated
+    credential, the role assignments, the database role."""
+    from ariel_airflow.cluster.identities import FEDERATION_AUDIENCE, identities
+    from ariel_airflow.cluster.render import PLATFORM_DIR, render_in_memory
+
+    found = identities(render_in_memory(environment, chart=chart, platform_dir=platform_dir or PLATFORM_DIR))
+    if as_json:
+        print(json.dumps(found, indent=2))
+        return
+    print(f"# federated identity credentials (audience {FEDERATION_AUDIENCE})")
+    for credential in found["federated_credentials"]:
+        print(f"{credential['client_id']}  {credential['subject']}  issuer {credential['issuer']}")
+    print("# role assignments")
+    for role in found["role_assignments"]:
+        condition = f"  if {role['condition']}" if "condition" in role else ""
+        print(f"{role['client_id']}  {role['role']}  on {role['scope']}{condition}")
+    print("# the platform identity's database role (as the server's Entra administrator)")
+    print("\n".join(found["database"]))
+
+
 @platform_app.command("bootstrap-secrets")
 def platform_bootstrap_secrets(
     kubeconfig: Annotated[

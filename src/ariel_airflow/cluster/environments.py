@@ -212,6 +212,9 @@ class Environment(Strict):
     image: Image
     chart: Chart
     platform_identity: PlatformIdentity
+    # The cluster's OIDC issuer (`az aks show --query oidcIssuerProfile.issuerUrl`): managed
+    # identities trust its service-account tokens through federated credentials.
+    workload_identity_issuer: Annotated[str, Field(pattern=r"^https://\S+$")]
     sign_in: SignIn
     task_logs: TaskLogs
     network_plugin: NetworkPlugin = "azure-cni-overlay"  # AKS's default for new clusters

@@ -29,6 +29,7 @@ from ariel_airflow.profiles import Resources, parse_quantity
 from ariel_airflow.team import ENVIRONMENTS, Namespace, Team, TeamName, TeamRepo, validation_error
 
 TEAMS_DIR = "teams"
+KUBERNETES_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 ENVIRONMENTS_CONTEXT = "environments"
 
 
@@ -106,6 +107,12 @@ def load_registry(platform_dir: Path) -> dict[str, RegistryEntry]:
                 fix=f"rename it to {entry.name}.yaml, or correct the name",
             )
         namespace = entry.team.namespace or ""
+        if not_a_team_namespace(namespace):
+            raise UserError(
+                f"namespace {namespace!r} is not the team's own: {not_a_team_namespace(namespace)}",
+                where=f"{path}: namespace",
+                fix=f"give the team a namespace of its own, e.g. {Team.default_namespace(entry.name)}",
+            )
         if namespace in owners:
             raise UserError(
                 f"namespace {namespace!r} is already the namespace of {owners[namespace].stem!r}",
@@ -115,6 +122,20 @@ def load_registry(platform_dir: Path) -> dict[str, RegistryEntry]:
         owners[namespace] = path
         entries[entry.name] = entry
     return entries
+
+
+def not_a_team_namespace(namespace: str) -> str | None:
+    """Why ``namespace`` cannot be a team's (its quota, policies and RBAC would apply to others)."""
+    from ariel_airflow.cluster.render import NAMESPACE
+    from ariel_airflow.localkube.standins import NAMESPACE as STANDINS_NAMESPACE
+
+    if namespace == NAMESPACE:
+        return "the platform's own components run there"
+    if namespace in KUBERNETES_NAMESPACES or namespace.startswith("kube-"):
+        return "Kubernetes uses it"
+    if namespace == STANDINS_NAMESPACE:
+        return "the local cluster's Azure stand-ins run there"
+    return None
 
 
 def _load_entry(path: Path, environments: list[str]) -> RegistryEntry:
