@@ -70,6 +70,15 @@ def test_poke_sensors_need_a_short_timeout(bad: tuple[Path, CheckResult]) -> Non
     assert not find(result, "ARL102", task_id="reschedule_long")
 
 
+def test_a_deferrable_task_naming_a_team_connection_is_warned(bad: tuple[Path, CheckResult]) -> None:
+    """Its trigger runs in the platform's triggerer, as the platform's identity: the team's vault is
+    not readable there."""
+    _, result = bad
+    (finding,) = find(result, "ARL103")
+    assert finding.task_id == "deferred_with_team_connection" and "'recon_blob'" in finding.message
+    assert finding.severity == "warning"
+
+
 def test_catchup_explosion_names_the_number_of_runs(bad: tuple[Path, CheckResult]) -> None:
     _, result = bad
     (storm,) = find(result, "ARL201", dag_id="recon__catchup_storm")

@@ -68,6 +68,7 @@ ADMIN_LOGIN = f"platform-admin@{PEOPLE_DOMAIN}"
 SIGN_IN_APP_SECRET = "sign-in-app"
 TOKEN_FILE = "azure-identity-token"
 USE_LABEL = "azure.workload.identity/use"
+PROBE_TIMING = {"periodSeconds": 2, "timeoutSeconds": 5, "failureThreshold": 5}  # patient on a busy node
 POLICY = "azure-workload-identity"
 
 
@@ -386,7 +387,14 @@ def service(name: str, port: int, target: int) -> dict[str, Any]:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": NAMESPACE},
-        "spec": {"selector": {"app": NAMESPACE}, "ports": [{"port": port, "targetPort": target}]},
+        "spec": {
+            "selector": {"app": NAMESPACE},
+            "ports": [{"port": port, "targetPort": target}],
+            # Endpoints even while a probe of the pod fails under load: without one, a connection to
+            # the Service leaves the cluster for the machine's egress proxy (found with a burst of
+            # task pods: "certificate subject name (sandboxing-tproxy-egress)").
+            "publishNotReadyAddresses": True,
+        },
     }
 
 
@@ -457,7 +465,7 @@ def azure_pod(
             {"name": "POSTGRES_PASSWORD", "valueFrom": admin_password},
         ],
         "ports": [{"containerPort": 5432}],
-        "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}, "periodSeconds": 2},
+        "readinessProbe": {"exec": {"command": ["pg_isready", "-h", "127.0.0.1"]}, **PROBE_TIMING},
         "volumeMounts": [
             {"name": "database-tls", "mountPath": "/tls", "readOnly": True},
             {"name": "data", "mountPath": "/var/lib/postgresql/data"},
@@ -492,7 +500,7 @@ def azure_pod(
             },
         ],
         "ports": [{"containerPort": ENTRA_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": ENTRA_PORT}, "periodSeconds": 2},
+        "readinessProbe": {"tcpSocket": {"port": ENTRA_PORT}, **PROBE_TIMING},
         "volumeMounts": [{"name": "entra-tls", "mountPath": "/tls", "readOnly": True}, tokens],
     }
     return {
@@ -568,7 +576,7 @@ def keyvault_container(
             {"name": keyvault_standin.TENANT_SETTING, "value": env.sign_in.tenant_id},
         ],
         "ports": [{"containerPort": KEYVAULT_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": KEYVAULT_PORT}, "periodSeconds": 2},
+        "readinessProbe": {"tcpSocket": {"port": KEYVAULT_PORT}, **PROBE_TIMING},
         "volumeMounts": [
             {"name": "keyvault-tls", "mountPath": "/tls", "readOnly": True},
             {**tokens, "readOnly": True},
@@ -605,7 +613,7 @@ def blob_containers(env: Environment, airflow_image: str, azurite_image: str) ->
         ],
         "env": [accounts],
         "ports": [{"containerPort": BLOB_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": BLOB_PORT}, "periodSeconds": 2},
+        "readinessProbe": {"tcpSocket": {"port": BLOB_PORT}, **PROBE_TIMING},
         "volumeMounts": [
             {"name": "blob-tls", "mountPath": "/tls", "readOnly": True},
             {"name": "blob-data", "mountPath": "/data"},
@@ -639,7 +647,7 @@ def git_container(registry: dict[str, RegistryEntry], state: Path, image: str) -
         "args": ["--cert=/tls/tls.crt", "--key=/tls/tls.key", f"--port={GIT_PORT}", "--root=/tmp/git"],
         "env": [{"name": git_standin.REPOS_SETTING, "value": json.dumps(repos)}],
         "ports": [{"containerPort": GIT_PORT}],
-        "readinessProbe": {"tcpSocket": {"port": GIT_PORT}, "periodSeconds": 2},
+        "readinessProbe": {"tcpSocket": {"port": GIT_PORT}, **PROBE_TIMING},
         "volumeMounts": [
             {"name": "git-tls", "mountPath": "/tls", "readOnly": True},
             {"name": "team-repositories", "mountPath": "/bundles", "readOnly": True},

@@ -30,6 +30,12 @@ RULES: dict[str, Rule] = {
             "poke-mode sensors hold a worker slot: short timeouts only",
         ),
         Rule("ARL102", "sensor-default-timeout", "warning", "a sensor keeps the 7-day default timeout"),
+        Rule(
+            "ARL103",
+            "deferred-team-connection",
+            "warning",
+            "a deferrable task names a connection its trigger cannot read in the platform's triggerer",
+        ),
         Rule("ARL201", "catchup-explosion", "error", "the first deployment would create too many runs"),
         Rule("ARL301", "pod-schema", "error", "a pod template or override is not a valid Kubernetes pod"),
         Rule(

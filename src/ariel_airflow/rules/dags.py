@@ -42,7 +42,7 @@ def check_task(task: Any, team: Team | None, limits: Limits = LIMITS) -> Iterato
         "file": dag.fileloc if dag else None,
     }
     if _is_sensor(task):
-        deferrable = bool(getattr(task, "deferrable", False) or getattr(task, "start_from_trigger", False))
+        deferrable = _defers(task)
         timeout = float(task.timeout) if task.timeout is not None else DEFAULT_SENSOR_TIMEOUT
         if task.mode == "poke" and not deferrable and timeout > limits.poke_timeout_hours * 3600:
             yield Finding(
@@ -53,6 +53,15 @@ def check_task(task: Any, team: Team | None, limits: Limits = LIMITS) -> Iterato
             )
         elif timeout >= DEFAULT_SENSOR_TIMEOUT:
             yield Finding("ARL102", "set an explicit sensor timeout (the default is 7 days)", **where)
+    if _defers(task):
+        for conn_id in _connection_ids(task):
+            yield Finding(
+                "ARL103",
+                f"deferrable: its trigger runs in the platform's triggerer, which cannot read the team's "
+                f"connection {conn_id!r} (it is in the team's Key Vault, for the team's identity only): "
+                "use mode='reschedule' or deferrable=False",
+                **where,
+            )
     if team is not None and task.pool not in (_default_pool(), team.pool):
         yield Finding(
             "ARL402",
@@ -94,6 +103,16 @@ def _default_pool() -> str:
     from airflow.models.pool import Pool
 
     return Pool.DEFAULT_POOL_NAME
+
+
+def _defers(task: Any) -> bool:
+    return bool(getattr(task, "deferrable", False) or getattr(task, "start_from_trigger", False))
+
+
+def _connection_ids(task: Any) -> list[str]:
+    """The connections an operator names (its ``*conn_id`` arguments)."""
+    names = sorted(name for name in vars(task) if name.endswith("conn_id") and not name.startswith("_"))
+    return [value for name in names if isinstance(value := getattr(task, name), str) and value]
 
 
 def _is_sensor(task: Any) -> bool:
