@@ -312,7 +312,7 @@ from ariel_airflow.profiles import profile
 def long_task():
     @task(executor_config=profile("small"))
     def sleep_through_an_upgrade() -> None:
-        time.sleep(300)  # longer than the upgrade's restarts take here
+        time.sleep(240)  # longer than the upgrade's restarts take here (about 150 s)
 
     sleep_through_an_upgrade()
 
@@ -603,8 +603,8 @@ def quota_storm():
             task_id=f"sensor_{number}",
             python_callable=lambda: False,  # never ready: each holds its pod until its timeout
             mode="poke",
-            poke_interval=15,
-            timeout=60,
+            poke_interval=10,
+            timeout=30,
             soft_fail=True,  # timed out: skipped, so a failure can only come from the platform
             executor_config=profile("small"),
         )
@@ -639,7 +639,7 @@ def task_states(kubeconfig: Path, run_id: str) -> dict[str, str]:
 
 
 def storm(kubeconfig: Path, run_id: str, seconds: float = 600) -> tuple[list[dict[str, int]], dict[str, str]]:
-    """Trigger a storm run and sample its task states every 10 s until it ends."""
+    """Trigger a storm run and sample its task states every 5 s until it ends."""
     kubectl_exec(
         kubeconfig,
         "airflow-scheduler",
@@ -661,7 +661,7 @@ def storm(kubeconfig: Path, run_id: str, seconds: float = 600) -> tuple[list[dic
         samples.append(counts)
         if sum(counts.get(s, 0) for s in ("success", "skipped", "failed", "upstream_failed")) == STORM_TASKS:
             return samples, states
-        time.sleep(10)
+        time.sleep(5)
     raise AssertionError(f"the storm run {run_id} did not end: {samples[-3:]}")
 
 
