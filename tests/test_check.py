@@ -123,7 +123,7 @@ def test_a_task_with_its_own_pod_template_is_checked_for_placement(bad: tuple[Pa
 def test_undeclared_secrets_are_errors_and_unused_ones_warnings(bad: tuple[Path, CheckResult]) -> None:
     _, result = bad
     undeclared = {f.message.split("'")[1] for f in find(result, "ARL501")}
-    assert undeclared == {"recon_undeclared_variable", "recon_templated_conn"}
+    assert undeclared == {"recon_undeclared_variable", "recon_templated_conn", "recon_blob"}
     unused = [f for f in find(result, "ARL502") if "recon_never_used" in f.message]
     assert unused and unused[0].severity == "warning"
 

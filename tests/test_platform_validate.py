@@ -152,7 +152,7 @@ def test_team_pools_beyond_the_schedulers_parallelism_are_refused(platform_dir: 
     values = yaml.safe_load(overlay.read_text())
     # The demo team's pool has 5 slots (platform/teams/demo.yaml); one scheduler running 4 cannot serve it.
     values["scheduler"]["replicas"] = 1
-    values["config"]["core"] = {"parallelism": 4}
+    values.setdefault("config", {})["core"] = {"parallelism": 4}
     overlay.write_text(yaml.safe_dump(values))
     (finding,) = findings(validate("prod", "--json", platform_dir=platform_dir), "team-pools")
     assert (

@@ -216,7 +216,7 @@ def test_capacity_prints_the_pools_and_says_when_they_exceed_parallelism(platfor
     assert (report["scheduler_slots"], report["pool_slots"], report["findings"]) == (64, 9, [])
     overlay = platform_dir / "helm" / "values-prod.yaml"
     values = yaml.safe_load(overlay.read_text())
-    values["config"]["core"] = {"parallelism": 4}  # too small for the teams' pools
+    values.setdefault("config", {})["core"] = {"parallelism": 4}  # too small for the teams' pools
     overlay.write_text(yaml.safe_dump(values))
     table = run_ariel("capacity", "prod", "--platform-dir", str(platform_dir))
     assert table.returncode == 0, table.stderr
