@@ -38,9 +38,10 @@ def chart_config(chart_objects: list[dict[str, Any]], release: str) -> dict[str,
 
 
 def team_pod_template(
-    chart_template: dict[str, Any], entry: RegistryEntry, env: Environment
+    chart_template: dict[str, Any], entry: RegistryEntry, env: Environment, chart_config_name: str
 ) -> dict[str, Any]:
-    """The chart's task pod template for ``entry``'s team in ``env``."""
+    """The chart's task pod template for ``entry``'s team in ``env`` (``chart_config_name``: the
+    chart's config ConfigMap, which exists only in the platform namespace)."""
     team = entry.team
     pod = copy.deepcopy(chart_template)
     metadata = pod.setdefault("metadata", {})
@@ -50,7 +51,8 @@ def team_pod_template(
     spec["serviceAccountName"] = team.service_account
     spec["automountServiceAccountToken"] = False  # a task has no business with the Kubernetes API
     secret_volumes = {v["name"] for v in spec.get("volumes") or [] if _is_secret_volume(v)}
-    spec["volumes"] = [_task_config(v) for v in spec.get("volumes") or [] if v["name"] not in secret_volumes]
+    volumes = [v for v in spec.get("volumes") or [] if v["name"] not in secret_volumes]
+    spec["volumes"] = [_task_config(v, chart_config_name) for v in volumes]
     for container in [*(spec.get("initContainers") or []), *spec["containers"]]:
         container["env"] = [e for e in container.get("env") or [] if not _is_secret_ref(e)]
         container["envFrom"] = [e for e in container.get("envFrom") or [] if "secretRef" not in e]
@@ -81,9 +83,9 @@ def _is_secret_volume(volume: dict[str, Any]) -> bool:
     return "secret" in volume or any("secret" in source for source in projected)
 
 
-def _task_config(volume: dict[str, Any]) -> dict[str, Any]:
+def _task_config(volume: dict[str, Any], chart_config_name: str) -> dict[str, Any]:
     """The chart's config volume points at its ConfigMap in the platform namespace: the team's copy."""
-    if "configMap" in volume and volume["configMap"]["name"].endswith(CHART_CONFIGMAP_SUFFIX):
+    if volume.get("configMap", {}).get("name") == chart_config_name:
         return {**volume, "configMap": {**volume["configMap"], "name": TASK_CONFIG_CONFIGMAP}}
     return volume
 
@@ -131,6 +133,9 @@ def render_team_pods(
     """The templates ConfigMap (platform namespace) and each team's task config ConfigMap."""
     config = chart_config(chart_objects, release)
     chart_template = yaml.safe_load(config["data"][CHART_POD_TEMPLATE_KEY])
-    templates = {name: team_pod_template(chart_template, entry, env) for name, entry in registry.items()}
+    name = config["metadata"]["name"]
+    templates = {
+        team: team_pod_template(chart_template, entry, env, name) for team, entry in registry.items()
+    }
     task_configs = {name: task_config_configmap(config, entry.team) for name, entry in registry.items()}
     return templates_configmap(templates, namespace), task_configs
